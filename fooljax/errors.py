@@ -1,0 +1,21 @@
+"""User-facing errors: one clear line, no traceback, non-zero exit at the CLI."""
+
+
+class FooljaxError(Exception):
+    """An error caused by bad input (flags, files, data) rather than a bug.
+
+    Entry points catch it, print ``error: <message>`` on one line and exit with
+    status 2. Library callers get an ordinary exception.
+    """
+
+
+class DataNotFoundError(FooljaxError):
+    """No data source could be read; the message lists the paths tried."""
+
+
+class WeightsError(FooljaxError):
+    """A weights file is missing, corrupt, or does not fit the model."""
+
+
+class WorkdirError(FooljaxError):
+    """A work directory holds a finished run (and --overwrite was not given)."""
