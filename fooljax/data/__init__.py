@@ -21,3 +21,8 @@ def load_dataset(name: str, split: str = "test", data_dir=None, source: str = "i
             f"unknown dataset '{name}' (known: {', '.join(sorted(_DATASETS))})"
         )
     return _DATASETS[name](split, data_dir=data_dir, source=source)
+
+
+# Dataset families register themselves in their own modules (keep this last).
+from fooljax.data import cifar10 as _cifar10  # noqa: E402,F401
+from fooljax.data import imagenet as _imagenet  # noqa: E402,F401

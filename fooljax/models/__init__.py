@@ -256,3 +256,10 @@ def load_classifier(
     return Classifier(
         logits_fn, params, spec.input_shape, spec.num_classes, name, spec.class_names
     )
+
+
+# Model families register themselves in their own modules (keep this last).
+from fooljax.models import alexnet as _alexnet  # noqa: E402,F401
+from fooljax.models import keras_cifar as _keras_cifar  # noqa: E402,F401
+from fooljax.models import mlp as _mlp  # noqa: E402,F401
+from fooljax.models import mobilenet as _mobilenet  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""(placeholder: filled in by its issue; registers its models on import)."""
