@@ -1,0 +1,108 @@
+"""Benchmark one MAP-Elites generation against the model's own forward pass.
+
+  python scripts/bench_map_elites.py --encoding=direct --model=lenet --population=200
+
+Last output line: JSON with ``generation_seconds`` (median seconds per generation,
+measured inside the compiled ``lax.scan`` chunk), ``forward_seconds`` (median
+seconds of the model's forward pass on a batch of the same size, also measured
+inside a compiled ``lax.scan`` of the same length over fresh inputs, so both
+numbers exclude dispatch), ``forward_call_seconds`` (one jitted call, dispatch
+included) and ``overhead_ratio`` = generation_seconds / forward_seconds.
+Generation and forward chunks are timed interleaved so background load hits both.
+"""
+
+import json
+import statistics
+import sys
+import time
+
+import jax
+from absl import app, flags
+
+from fooljax import models
+from fooljax.evolution import map_elites as me
+from fooljax.evolution.setup import make_encoding
+
+flags.DEFINE_string("encoding", "direct", "direct or cppn.")
+flags.DEFINE_string("model", "lenet", "Registered model.")
+flags.DEFINE_string("weights", "default", "Weights (default, init, file).")
+flags.DEFINE_integer("population", 200, "Offspring per generation.")
+flags.DEFINE_integer("chunk", 50, "Generations per timed chunk.")
+flags.DEFINE_integer("repeats", 7, "Timed chunks (median taken).")
+flags.DEFINE_float("crossover_rate", 0.0, "SBX crossover probability.")
+flags.DEFINE_integer("eval_batch", 50, "Images per model call in the generation.")
+FLAGS = flags.FLAGS
+
+
+def _time(fn, *args):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t
+
+
+def main(argv):
+    del argv
+    weights = FLAGS.weights
+    spec = models.get_spec(FLAGS.model)
+    if weights == "default" and spec.pretrained is None:
+        weights = "init"
+    clf = models.load_classifier(FLAGS.model, weights)
+    encoding, extra = make_encoding(
+        FLAGS.encoding, clf.input_shape, crossover_rate=FLAGS.crossover_rate
+    )
+    lp = me.log_probs_from(logits_fn=clf.logits_fn)
+    pop, n = FLAGS.population, FLAGS.chunk
+    layout = me.make_layout(pop, None, FLAGS.eval_batch)
+    init = me.make_init(
+        log_probs_fn=lp,
+        encoding=encoding,
+        num_classes=clf.num_classes,
+        population=pop,
+        layout=layout,
+    )
+    run = me.make_run_chunk(
+        log_probs_fn=lp, encoding=encoding, population=pop, layout=layout
+    )
+    state = init(jax.random.key(0), clf.params)
+
+    @jax.jit
+    def forward_chunk(params, key):
+        def body(c, k):
+            x = jax.random.uniform(k, (pop, *clf.input_shape))
+            return c + lp(params, x)[:, 0].sum(), None
+
+        return jax.lax.scan(body, 0.0, jax.random.split(key, n))[0]
+
+    @jax.jit
+    def forward_once(params, x):
+        return lp(params, x)
+
+    x = jax.random.uniform(jax.random.key(1), (pop, *clf.input_shape))
+    state, _ = run(state, clf.params, n)  # compile
+    forward_chunk(clf.params, jax.random.key(2)).block_until_ready()
+    forward_once(clf.params, x).block_until_ready()
+    gen, fwd, call = [], [], []
+    for r in range(FLAGS.repeats):
+        t = time.perf_counter()
+        state, _ = run(state, clf.params, n)
+        jax.block_until_ready(state)
+        gen.append((time.perf_counter() - t) / n)
+        fwd.append(_time(forward_chunk, clf.params, jax.random.key(10 + r)) / n)
+        call.append(_time(forward_once, clf.params, x))
+    out = {
+        "encoding": FLAGS.encoding,
+        "model": FLAGS.model,
+        "population": pop,
+        "eval_batch": layout.eval_batch,
+        "backend": jax.default_backend(),
+        "generation_seconds": statistics.median(gen),
+        "forward_seconds": statistics.median(fwd),
+        "forward_call_seconds": statistics.median(call),
+        **{k: v for k, v in extra.items() if k.endswith("_seconds")},
+    }
+    out["overhead_ratio"] = out["generation_seconds"] / out["forward_seconds"]
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main, argv=sys.argv[:1] + [a for a in sys.argv[1:]])
