@@ -47,7 +47,12 @@ def main(argv):
     images, labels = data.load_dataset(
         FLAGS.dataset, FLAGS.split, data_dir=FLAGS.data_dir, source=FLAGS.data_source
     )
-    if tuple(images.shape[1:]) != tuple(clf.input_shape):
+    # Models that resize inside their logits_fn (ImageNet nets: resizes_input)
+    # take any H, W with the right number of channels.
+    resizes = getattr(models.get_spec(FLAGS.model).build(), "resizes_input", False)
+    if tuple(images.shape[1:]) != tuple(clf.input_shape) and not (
+        resizes and images.shape[-1] == clf.input_shape[-1]
+    ):
         from fooljax.errors import FooljaxError
 
         raise FooljaxError(
