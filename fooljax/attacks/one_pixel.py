@@ -1,0 +1,462 @@
+"""One pixel attack (Su, Vargas & Sakurai, IEEE TEVC 2019; arXiv 1710.08864).
+
+Black box: only the model's output probabilities are used. A candidate is
+``k`` pixels, each ``(x, y, c_1..c_C)`` (column, row, colour 0..255), so
+``D = k (2 + C)`` (``(x, y, r, g, b)`` for RGB). Differential evolution (Sec.
+III-B, ``fooljax.evolution.de``): DE/rand/1, ``F = 0.5``, no crossover,
+population 400, up to 100 generations; initial ``x, y`` uniform over the image
+and colours ``N(128, 127)`` clipped to 0..255 (Sec. IV-A). Fitness (maximised
+inside fooljax): untargeted ``-p(true class)``, targeted ``p(target)``.
+Early stop per image (Sec. IV-A): ``p(true) < 0.05`` untargeted, ``p(target) >=
+0.9`` targeted (``early_stop="threshold"``), or as soon as the best candidate
+fools the model (``"success"``, what ART and the Keras reimplementation do), or
+never (``"none"``).
+
+Batching: every image has its own DE population; images x population are
+evaluated in one model call per generation, and the generations of a batch run
+in one compiled ``lax.while_loop`` that ends when all images have stopped or the
+budget is spent. A stopped image keeps its result and stops counting queries.
+Between chunks of generations (``compact_every``) the host drops stopped images
+from the batch (padded to power-of-two sizes to bound recompilation), so late
+generations do not pay forward passes for finished images.
+
+Reproducibility: image ``i``'s key is ``fold_in(key, image_index[i])`` and its
+generation ``g`` key ``fold_in(image_key, g)``; nothing else couples images, so
+results do not depend on which images share a batch or how it is compacted
+(up to the model's own batch-size numerics; see tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fooljax.errors import FooljaxError
+from fooljax.evolution import de
+
+ProbsFn = Callable[[Any, jnp.ndarray], jnp.ndarray]
+EARLY_STOP_MODES = ("threshold", "success", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class OnePixelConfig:
+    """Attack settings (hashable: a static argument of the compiled loop)."""
+
+    num_pixels: int = 1  # k >= 1
+    population_size: int = 400  # P >= 4
+    max_generations: int = 100  # generations after the initial population
+    differential_weight: float = 0.5  # F
+    crossover_rate: float = 1.0  # 1 = no crossover, as the paper
+    untargeted_threshold: float = 0.05  # stop when p(true) < this
+    targeted_threshold: float = 0.90  # stop when p(target) >= this
+    early_stop: str = "threshold"  # threshold | success | none
+    colour_mean: float = 128.0
+    colour_std: float = 127.0
+    compact_every: int = 10  # generations per compiled chunk; 0 = one chunk
+
+
+class OnePixelResult(NamedTuple):
+    """Per image ``[B, ...]`` results (NumPy)."""
+
+    adversarial_images: np.ndarray  # [B, H, W, C] float32 in [0, 1]
+    success: np.ndarray  # [B] bool: misclassified / classified as the target
+    probabilities: np.ndarray  # [B, K] model output on the adversarial image
+    predicted: np.ndarray  # [B] int32 argmax of probabilities
+    candidates: np.ndarray  # [B, k, 2 + C] best (x, y, colours...)
+    generations: np.ndarray  # [B] int32 generations run (excl. the initial one)
+    queries: np.ndarray  # [B] int32 model evaluations spent on the image
+
+
+def probs_from_logits(logits_fn) -> ProbsFn:
+    """``probs_fn(params, images)`` = softmax of a ``logits_fn``."""
+    return lambda params, images: jax.nn.softmax(logits_fn(params, images), axis=-1)
+
+
+def search_box(image_shape, num_pixels: int) -> de.DEParams:
+    h, w, c = image_shape
+    lower = np.zeros((num_pixels, 2 + c), np.float32)
+    upper = np.tile(np.asarray([w, h] + [255.0] * c, np.float32), (num_pixels, 1))
+    # positions live in [0, W) and are floored; W itself is clipped to W - 1
+    upper[:, :2] -= 1e-3
+    return de.DEParams(
+        lower=jnp.asarray(lower.ravel()), upper=jnp.asarray(upper.ravel())
+    )
+
+
+def initial_population(key, image_shape, config: OnePixelConfig) -> jax.Array:
+    """``[P, D]``: x, y uniform over the image, colours N(128, 127) in 0..255."""
+    h, w, c = image_shape
+    k, p = config.num_pixels, config.population_size
+    key_pos, key_col = jax.random.split(key)
+    pos = jax.random.uniform(key_pos, (p, k, 2)) * jnp.asarray([w, h], jnp.float32)
+    pos = jnp.minimum(pos, jnp.asarray([w, h], jnp.float32) - 1e-3)
+    col = config.colour_mean + config.colour_std * jax.random.normal(key_col, (p, k, c))
+    col = jnp.clip(col, 0.0, 255.0)
+    return jnp.concatenate([pos, col], axis=-1).reshape(p, -1)
+
+
+def apply_candidate(image: jax.Array, candidate: jax.Array) -> jax.Array:
+    """``image [H, W, C]`` in [0, 1], ``candidate [k (2 + C)]`` -> perturbed image.
+
+    Positions are floored, colours rounded to integers 0..255 then divided by
+    255, so adversarial images are exact 8-bit images. When pixels coincide the
+    last one wins (done with masks: XLA leaves duplicate scatters unordered).
+    """
+    h, w, c = image.shape
+    pix = candidate.reshape(-1, 2 + c)
+    k = pix.shape[0]
+    xs = jnp.clip(jnp.floor(pix[:, 0]).astype(jnp.int32), 0, w - 1)
+    ys = jnp.clip(jnp.floor(pix[:, 1]).astype(jnp.int32), 0, h - 1)
+    colours = jnp.round(jnp.clip(pix[:, 2:], 0.0, 255.0)) / 255.0  # [k, C]
+    if k == 1:
+        hit = (jnp.arange(h)[:, None] == ys[0]) & (jnp.arange(w)[None, :] == xs[0])
+        return jnp.where(hit[..., None], colours[0].astype(image.dtype), image)
+    hit = (jnp.arange(h)[None, :, None] == ys[:, None, None]) & (
+        jnp.arange(w)[None, None, :] == xs[:, None, None]
+    )  # [k, H, W]
+    last = jnp.max(jnp.where(hit, jnp.arange(1, k + 1)[:, None, None], 0), axis=0)
+    painted = colours.astype(image.dtype)[jnp.maximum(last - 1, 0)]  # [H, W, C]
+    return jnp.where((last > 0)[..., None], painted, image)
+
+
+def _fitness(probs, labels, targets, targeted: bool):
+    """Maximised. ``probs [B, P, K]`` -> ``[B, P]``."""
+    if targeted:
+        return jnp.take_along_axis(probs, targets[:, None, None], axis=-1)[..., 0]
+    return -jnp.take_along_axis(probs, labels[:, None, None], axis=-1)[..., 0]
+
+
+def _stopped(best_probs, labels, targets, targeted: bool, config: OnePixelConfig):
+    """``best_probs [B, K]`` -> ``[B]`` bool: this image's search is over."""
+    pred = jnp.argmax(best_probs, axis=-1)
+    if config.early_stop == "none":
+        return jnp.zeros(pred.shape, bool)
+    if targeted:
+        if config.early_stop == "success":
+            return pred == targets
+        p_t = jnp.take_along_axis(best_probs, targets[:, None], -1)[:, 0]
+        return p_t >= config.targeted_threshold
+    if config.early_stop == "success":
+        return pred != labels
+    p_y = jnp.take_along_axis(best_probs, labels[:, None], -1)[:, 0]
+    return p_y < config.untargeted_threshold
+
+
+class _Carry(NamedTuple):
+    state: de.DEState  # batched over images: population [B, P, D], ...
+    pop_probs: jax.Array  # [B, P, K] model output for each current member
+    active: jax.Array  # [B] bool
+    generations: jax.Array  # [B] int32
+    queries: jax.Array  # [B] int32
+
+
+def _evaluate(probs_fn, params, images, candidates):
+    """``images [B, H, W, C]``, ``candidates [B, P, D]`` -> probs ``[B, P, K]``."""
+    b, p = candidates.shape[:2]
+    perturbed = jax.vmap(
+        lambda img, cands: jax.vmap(lambda cand: apply_candidate(img, cand))(cands)
+    )(images, candidates)
+    probs = probs_fn(params, perturbed.reshape(b * p, *images.shape[1:]))
+    return probs.reshape(b, p, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("probs_fn", "config", "targeted"))
+def _init_batch(
+    probs_fn, params, images, labels, targets, image_keys, *, config, targeted
+):
+    box = search_box(images.shape[1:], config.num_pixels)
+    pop = jax.vmap(
+        lambda k: initial_population(jax.random.fold_in(k, 0), images.shape[1:], config)
+    )(image_keys)
+    probs = _evaluate(probs_fn, params, images, pop)
+    fit = _fitness(probs, labels, targets, targeted)
+    state = jax.vmap(de.init, in_axes=(0, 0, None))(pop, fit, box)
+    best = jnp.take_along_axis(probs, jnp.argmax(fit, 1)[:, None, None], 1)[:, 0]
+    stopped = _stopped(best, labels, targets, targeted, config)
+    b = images.shape[0]
+    return _Carry(
+        state=state,
+        pop_probs=probs,
+        active=~stopped,
+        generations=jnp.zeros((b,), jnp.int32),
+        queries=jnp.full((b,), config.population_size, jnp.int32),
+    )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("probs_fn", "config", "targeted"), donate_argnums=(6,)
+)
+def _run_chunk(
+    probs_fn,
+    params,
+    images,
+    labels,
+    targets,
+    image_keys,
+    carry,
+    valid,
+    stop_generation,
+    *,
+    config,
+    targeted,
+):
+    """Runs generations while any valid image is active and the global generation
+    counter is below ``stop_generation``. All images of a batch are at the same
+    generation (``carry.state.generation``, shared)."""
+    box = search_box(images.shape[1:], config.num_pixels).replace(
+        differential_weight=config.differential_weight,
+        crossover_rate=config.crossover_rate,
+    )
+
+    def cond(c: _Carry):
+        gen = c.state.generation[0]
+        return jnp.any(c.active & valid) & (gen < stop_generation)
+
+    def body(c: _Carry):
+        gen = c.state.generation[0] + 1  # 1-based; 0 keyed the initial population
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(image_keys, gen)
+        trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.state, box)
+        probs = _evaluate(probs_fn, params, images, trials)
+        fit = _fitness(probs, labels, targets, targeted)
+        new_state = jax.vmap(de.tell, in_axes=(0, 0, 0, None))(
+            trials, fit, c.state, box
+        )
+        better = fit > c.state.fitness
+        new_probs = jnp.where(better[..., None], probs, c.pop_probs)
+        act = c.active
+        # stopped images keep their state (but the shared counter moves on)
+        state = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(
+                act.reshape(act.shape + (1,) * (new.ndim - 1)), new, old
+            ),
+            new_state,
+            c.state,
+        )
+        state = state.replace(generation=new_state.generation)
+        pop_probs = jnp.where(act[:, None, None], new_probs, c.pop_probs)
+        best_i = jnp.argmax(state.fitness, axis=1)
+        best = jnp.take_along_axis(pop_probs, best_i[:, None, None], 1)[:, 0]
+        stopped = _stopped(best, labels, targets, targeted, config)
+        return _Carry(
+            state=state,
+            pop_probs=pop_probs,
+            active=act & ~stopped,
+            generations=c.generations + act.astype(jnp.int32),
+            queries=c.queries + act.astype(jnp.int32) * config.population_size,
+        )
+
+    return jax.lax.while_loop(cond, body, carry)
+
+
+@jax.jit
+def _finish(images, carry: _Carry):
+    best_i = jnp.argmax(carry.state.fitness, axis=1)
+    best_cand = jnp.take_along_axis(carry.state.population, best_i[:, None, None], 1)[
+        :, 0
+    ]
+    best_probs = jnp.take_along_axis(carry.pop_probs, best_i[:, None, None], 1)[:, 0]
+    adv = jax.vmap(apply_candidate)(images, best_cand)
+    return adv, best_cand, best_probs
+
+
+def validate_inputs(images, labels, targets, config: OnePixelConfig, input_shape=None):
+    """Raises ``FooljaxError`` with one clear line for unusable inputs."""
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise FooljaxError(
+            f"images must be [B, H, W, C], got an array of shape {images.shape}"
+        )
+    if input_shape is not None and tuple(images.shape[1:]) != tuple(input_shape):
+        raise FooljaxError(
+            f"images are {tuple(images.shape[1:])}, the model takes {tuple(input_shape)}"
+        )
+    b, h, w, _ = images.shape
+    if b < 1:
+        raise FooljaxError("no images to attack")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise FooljaxError(
+            f"images must be float in [0, 1] (got {images.dtype}); divide uint8 by 255"
+        )
+    if images.min() < 0.0 or images.max() > 1.0:
+        raise FooljaxError("images must lie in [0, 1]")
+    if not 1 <= config.num_pixels <= h * w:
+        raise FooljaxError(
+            f"pixel count must be between 1 and the image's {h * w} pixels, "
+            f"got {config.num_pixels}"
+        )
+    if config.population_size < 4:
+        raise FooljaxError(
+            f"population must be at least 4 for DE/rand/1, got {config.population_size}"
+        )
+    if config.max_generations < 0:
+        raise FooljaxError(
+            f"max_generations must be >= 0, got {config.max_generations}"
+        )
+    if config.early_stop not in EARLY_STOP_MODES:
+        raise FooljaxError(
+            f"early_stop must be one of {', '.join(EARLY_STOP_MODES)}, "
+            f"got '{config.early_stop}'"
+        )
+    labels = np.asarray(labels)
+    if labels.shape != (b,):
+        raise FooljaxError(f"labels must be [{b}], got shape {labels.shape}")
+    if targets is not None:
+        targets = np.asarray(targets)
+        if targets.shape != (b,):
+            raise FooljaxError(f"targets must be [{b}], got shape {targets.shape}")
+        same = np.nonzero(targets == labels)[0]
+        if len(same):
+            raise FooljaxError(
+                f"target class equals the true label for image {int(same[0])} "
+                f"(class {int(labels[same[0]])}); a targeted attack needs another class"
+            )
+
+
+def _bucket(n: int, cap: int) -> int:
+    return min(cap, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
+
+
+def attack(
+    key: jax.Array,
+    probs_fn: ProbsFn,
+    params,
+    images,
+    labels,
+    *,
+    targets=None,
+    config: OnePixelConfig = OnePixelConfig(),
+    image_indices=None,
+    input_shape=None,
+    num_classes: int | None = None,
+) -> OnePixelResult:
+    """Attacks a batch of images at once.
+
+    Args:
+      key: PRNG key; image ``i`` uses ``fold_in(key, image_indices[i])``.
+      probs_fn: ``probs_fn(params, images [N, H, W, C] in [0, 1]) -> [N, K]``
+        probabilities (black box; see ``probs_from_logits``).
+      images: ``[B, H, W, C]`` float32 in [0, 1].
+      labels: ``[B]`` true classes. targets: ``[B]`` target classes (targeted
+        attack) or None (untargeted).
+      image_indices: ``[B]`` ints naming the images (default ``0..B-1``); pass
+        dataset indices so an image's result does not depend on its batch.
+    """
+    validate_inputs(images, labels, targets, config, input_shape)
+    images = jnp.asarray(images, jnp.float32)
+    b = images.shape[0]
+    labels_np = np.asarray(labels, np.int32)
+    targeted = targets is not None
+    targets_np = np.asarray(targets, np.int32) if targeted else np.zeros_like(labels_np)
+    if num_classes is not None:
+        bad = (labels_np < 0) | (labels_np >= num_classes)
+        if targeted:
+            bad |= (targets_np < 0) | (targets_np >= num_classes)
+        if bad.any():
+            raise FooljaxError(f"labels/targets must be classes 0..{num_classes - 1}")
+    idx = np.arange(b) if image_indices is None else np.asarray(image_indices)
+    if idx.shape != (b,):
+        raise FooljaxError(f"image_indices must be [{b}], got shape {idx.shape}")
+    image_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(idx))
+    labels_j, targets_j = jnp.asarray(labels_np), jnp.asarray(targets_np)
+
+    carry = _init_batch(
+        probs_fn,
+        params,
+        images,
+        labels_j,
+        targets_j,
+        image_keys,
+        config=config,
+        targeted=targeted,
+    )
+    # Host loop over chunks of generations; between chunks, stopped images leave
+    # the working batch. ``rows`` maps working rows to the caller's images.
+    final = jax.device_get(carry)
+    rows = np.arange(b)
+    chunk = config.compact_every or config.max_generations
+    work_imgs, work_lab, work_tgt, work_keys, work = (
+        images,
+        labels_j,
+        targets_j,
+        image_keys,
+        carry,
+    )
+    gen = 0
+    while gen < config.max_generations:
+        active = np.asarray(work.active)[: len(rows)]
+        if not active.any():
+            break
+        if config.compact_every and active.sum() < len(rows):
+            keep = rows[active]
+            n = _bucket(len(keep), b)
+            sel = np.concatenate([np.nonzero(active)[0], np.zeros(n - len(keep), int)])
+            # write back the leaving rows first
+            final = _scatter_rows(final, work, rows, ~active)
+            take = lambda x: x[jnp.asarray(sel)]
+            work = jax.tree_util.tree_map(take, work)
+            pad_mask = np.arange(n) < len(keep)
+            work = work._replace(active=work.active & jnp.asarray(pad_mask))
+            work_imgs, work_lab, work_tgt, work_keys = (
+                take(work_imgs),
+                take(work_lab),
+                take(work_tgt),
+                take(work_keys),
+            )
+            rows = keep
+        gen = min(gen + chunk, config.max_generations)
+        valid = jnp.arange(work.active.shape[0]) < len(rows)
+        work = _run_chunk(
+            probs_fn,
+            params,
+            work_imgs,
+            work_lab,
+            work_tgt,
+            work_keys,
+            work,
+            valid,
+            jnp.int32(gen),
+            config=config,
+            targeted=targeted,
+        )
+    final = _scatter_rows(final, work, rows, np.ones(len(rows), bool))
+    final = jax.tree_util.tree_map(jnp.asarray, final)
+    adv, cand, probs = _finish(images, final)
+    probs = np.asarray(probs)
+    pred = probs.argmax(-1).astype(np.int32)
+    success = pred == targets_np if targeted else pred != labels_np
+    c = images.shape[-1]
+    return OnePixelResult(
+        adversarial_images=np.asarray(adv),
+        success=success,
+        probabilities=probs,
+        predicted=pred,
+        candidates=np.asarray(cand).reshape(b, config.num_pixels, 2 + c),
+        generations=np.asarray(final.generations),
+        queries=np.asarray(final.queries),
+    )
+
+
+def _scatter_rows(final: _Carry, work: _Carry, rows: np.ndarray, which: np.ndarray):
+    """Copies working rows ``which`` (of the first ``len(rows)``) into ``final``."""
+    if not which.any():
+        return final
+    src = np.nonzero(which)[0]
+    dst = rows[which]
+    work_np = jax.device_get(work)
+
+    def put(f, w):
+        f = np.array(f, copy=True)
+        if f.ndim == 0:
+            return f
+        f[dst] = np.asarray(w)[src]
+        return f
+
+    out = jax.tree_util.tree_map(put, final, work_np)
+    return out

@@ -1,0 +1,217 @@
+"""One pixel attack on tiny shapes: 8x8 images, population 8, a tiny Flax model."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fooljax.attacks import one_pixel as op
+from fooljax.errors import FooljaxError
+
+H = W = 8
+
+
+class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Conv(4, (3, 3), name="c")(x))
+        x = x.reshape(x.shape[0], -1)
+        return nn.Dense(3, name="d")(x)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = Tiny()
+    params = model.init(jax.random.key(0), jnp.zeros((1, H, W, 3)))
+    probs_fn = op.probs_from_logits(model.apply)
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (5, H, W, 3)).astype(np.float32) / 255
+    labels = np.asarray(jax.jit(probs_fn)(params, images)).argmax(-1)
+    return probs_fn, params, images, labels
+
+
+def _bright_probs(params, images):
+    """Class 1 gets more likely the brighter the image's brightest pixel, so one
+    white pixel flips a dark image from class 0 to class 1."""
+    m = images.max(axis=(1, 2, 3))
+    logits = jnp.stack([jnp.full_like(m, 0.0), 40.0 * (m - 0.5), -1 + 0 * m], -1)
+    return jax.nn.softmax(logits, -1)
+
+
+CFG = op.OnePixelConfig(population_size=8, max_generations=4, compact_every=2)
+
+
+def test_apply_candidate_matches_numpy_and_last_pixel_wins():
+    img = np.zeros((H, W, 3), np.float32)
+    cand = np.asarray(
+        [[2.7, 5.2, 255.0, 10.4, 0.0], [7.99, 0.0, 1.0, 2.0, 3.0], [2.1, 5.9, 9, 9, 9]],
+        np.float32,
+    )
+    out = np.asarray(op.apply_candidate(jnp.asarray(img), jnp.asarray(cand.ravel())))
+    ref = img.copy()
+    ref[0, 7] = np.asarray([1, 2, 3]) / 255
+    ref[5, 2] = np.asarray([9, 9, 9]) / 255  # same pixel as the first: last wins
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-7)
+    one = np.asarray(op.apply_candidate(jnp.asarray(img), jnp.asarray(cand[0])))
+    ref1 = img.copy()
+    ref1[5, 2] = np.asarray([255, 10, 0]) / 255  # colours rounded
+    np.testing.assert_allclose(one, ref1, rtol=0, atol=1e-7)
+
+
+def test_result_is_consistent(tiny):
+    probs_fn, params, images, labels = tiny
+    cfg = op.OnePixelConfig(
+        num_pixels=2, population_size=8, max_generations=3, early_stop="none"
+    )
+    r = op.attack(jax.random.key(0), probs_fn, params, images, labels, config=cfg)
+    b = len(images)
+    assert r.adversarial_images.shape == images.shape
+    assert r.candidates.shape == (b, 2, 5)
+    np.testing.assert_array_equal(r.generations, 3)
+    np.testing.assert_array_equal(r.queries, 8 * 4)
+    changed = (r.adversarial_images != images).any(-1).sum(axis=(1, 2))
+    assert (changed <= 2).all()
+    # reported probabilities are the model's output on the returned images
+    p = np.asarray(probs_fn(params, jnp.asarray(r.adversarial_images)))
+    np.testing.assert_allclose(r.probabilities, p, atol=1e-5)
+    np.testing.assert_array_equal(r.success, p.argmax(-1) != labels)
+    # adversarial pixels are 8-bit colours
+    q = r.adversarial_images * 255
+    np.testing.assert_allclose(q, np.round(q), atol=1e-3)
+
+
+def test_more_generations_never_worse(tiny):
+    probs_fn, params, images, labels = tiny
+    cfg = op.OnePixelConfig(population_size=8, max_generations=0, early_stop="none")
+    r0 = op.attack(jax.random.key(1), probs_fn, params, images, labels, config=cfg)
+    cfg5 = op.OnePixelConfig(population_size=8, max_generations=6, early_stop="none")
+    r5 = op.attack(jax.random.key(1), probs_fn, params, images, labels, config=cfg5)
+    p0 = r0.probabilities[np.arange(5), labels]
+    p5 = r5.probabilities[np.arange(5), labels]
+    assert (p5 <= p0 + 1e-6).all()
+
+
+def test_same_seed_same_result_and_batch_independent(tiny):
+    probs_fn, params, images, labels = tiny
+    key = jax.random.key(7)
+    a = op.attack(key, probs_fn, params, images, labels, config=CFG)
+    b = op.attack(key, probs_fn, params, images, labels, config=CFG)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # each image alone, and a batch of three with other neighbours, keyed by
+    # its index: identical to the full batch
+    for i in range(len(images)):
+        s = op.attack(
+            key,
+            probs_fn,
+            params,
+            images[i : i + 1],
+            labels[i : i + 1],
+            config=CFG,
+            image_indices=[i],
+        )
+        np.testing.assert_array_equal(s.candidates[0], a.candidates[i])
+        np.testing.assert_array_equal(s.queries[0], a.queries[i])
+        np.testing.assert_array_equal(s.adversarial_images[0], a.adversarial_images[i])
+    sub = [4, 1, 2]
+    s = op.attack(
+        key, probs_fn, params, images[sub], labels[sub], config=CFG, image_indices=sub
+    )
+    np.testing.assert_array_equal(s.candidates, a.candidates[sub])
+    other = op.attack(jax.random.key(8), probs_fn, params, images, labels, config=CFG)
+    assert not np.array_equal(other.candidates, a.candidates)
+
+
+def test_early_stop_per_image_without_stalling_the_batch():
+    images = np.full((4, H, W, 3), 0.1, np.float32)
+    images[2] = 1.0  # already class 1: stops after the initial population
+    labels = np.asarray([0, 0, 1, 0])
+    labels[2] = 0
+    cfg = op.OnePixelConfig(population_size=8, max_generations=20, compact_every=3)
+    r = op.attack(jax.random.key(0), _bright_probs, None, images, labels, config=cfg)
+    assert r.success.all()
+    assert r.generations[2] == 0 and r.queries[2] == 8
+    np.testing.assert_array_equal(r.queries, 8 * (1 + r.generations))
+    assert (r.generations < 20).all()
+    p_true = r.probabilities[np.arange(4), labels]
+    assert (p_true < 0.05).all()
+    # compaction on or off gives the same per-image result
+    r2 = op.attack(
+        jax.random.key(0),
+        _bright_probs,
+        None,
+        images,
+        labels,
+        config=op.OnePixelConfig(
+            population_size=8, max_generations=20, compact_every=0
+        ),
+    )
+    np.testing.assert_array_equal(r.candidates, r2.candidates)
+    np.testing.assert_array_equal(r.queries, r2.queries)
+
+
+def test_targeted_reaches_target():
+    images = np.full((2, H, W, 3), 0.1, np.float32)
+    labels = np.asarray([0, 0])
+    targets = np.asarray([1, 1])
+    cfg = op.OnePixelConfig(population_size=8, max_generations=20)
+    r = op.attack(
+        jax.random.key(0),
+        _bright_probs,
+        None,
+        images,
+        labels,
+        targets=targets,
+        config=cfg,
+    )
+    assert r.success.all()
+    assert (r.probabilities[:, 1] >= 0.9).all()
+    assert (r.predicted == 1).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, images_shape, message",
+    [
+        (dict(num_pixels=0), (2, H, W, 3), "pixel count"),
+        (dict(num_pixels=H * W + 1), (2, H, W, 3), "pixel count"),
+        (dict(population_size=3), (2, H, W, 3), "population"),
+        (dict(), (H, W, 3), "[B, H, W, C]"),
+        (dict(early_stop="never"), (2, H, W, 3), "early_stop"),
+    ],
+)
+def test_bad_input(kwargs, images_shape, message):
+    cfg = op.OnePixelConfig(**{"population_size": 8, "max_generations": 1, **kwargs})
+    with pytest.raises(FooljaxError, match=message.replace("[", r"\[")):
+        op.attack(
+            jax.random.key(0),
+            _bright_probs,
+            None,
+            np.zeros(images_shape, np.float32),
+            np.zeros(images_shape[:1], int),
+            config=cfg,
+        )
+
+
+def test_bad_target_and_shape():
+    imgs = np.zeros((2, H, W, 3), np.float32)
+    with pytest.raises(FooljaxError, match="target class equals the true label"):
+        op.attack(
+            jax.random.key(0),
+            _bright_probs,
+            None,
+            imgs,
+            np.asarray([0, 1]),
+            targets=np.asarray([2, 1]),
+            config=CFG,
+        )
+    with pytest.raises(FooljaxError, match="the model takes"):
+        op.attack(
+            jax.random.key(0),
+            _bright_probs,
+            None,
+            imgs,
+            np.asarray([0, 1]),
+            config=CFG,
+            input_shape=(32, 32, 3),
+        )
