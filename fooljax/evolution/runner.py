@@ -194,6 +194,7 @@ def run_map_elites(
         max_grid=max_grid,
         summary_extra=summary_extra or {},
         on_finish=on_finish,
+        layout=layout,
     )
 
 
@@ -209,6 +210,7 @@ def _finish(
     max_grid,
     summary_extra,
     on_finish,
+    layout,
 ) -> dict:
     archive = jax.device_get(state.archive)
     fitness = np.asarray(archive.fitness)
@@ -263,7 +265,8 @@ def _finish(
         "seed": seed,
         "flags": config,
         "backend": jax.default_backend(),
-        "num_devices": jax.local_device_count(),
+        "num_devices": 1 if layout.mesh is None else layout.mesh.size,
+        "eval_batch": layout.eval_batch,
         **summary_extra,
     }
     if on_finish is not None:
