@@ -28,6 +28,9 @@ class FoolingConfig:
     preprocess: str | None = None  # None: the model's own; unit/caffe_deploy: Caffe
     mean_file: str | None = None
     encoding: str = "direct"
+    # Encoding-specific settings (CPPN capacities, probabilities, ...), as
+    # (name, value) pairs so the config stays hashable.
+    encoding_options: tuple = ()
     image_shape: tuple[int, int, int] | None = None  # None: the model's input
     population: int = 200  # offspring per generation (paper: 200)
     generations: int = 1000  # paper, MNIST: 1000
@@ -110,6 +113,7 @@ def run(
         halve_every=config.mutation_halving,
         crossover_rate=config.crossover_rate,
         crossover_eta=config.crossover_eta,
+        options=dict(config.encoding_options),
     )
     mesh = default_mesh(config.population, config.num_devices)
     return run_map_elites(

@@ -9,7 +9,7 @@ from fooljax.encodings import direct
 from fooljax.errors import FooljaxError
 from fooljax.evolution.map_elites import Encoding
 
-ENCODINGS = ("direct",)
+ENCODINGS = ("direct", "cppn")
 
 
 def mutation_rate(rate0: float, halve_every: int, generation) -> jax.Array:
@@ -30,11 +30,13 @@ def make_encoding(
     crossover_rate: float = 0.0,
     crossover_eta: float = 10.0,
     colour: str = "auto",
+    options: dict | None = None,
 ):
     """Returns ``(Encoding, extra)`` for a named encoding and the model's input shape.
 
     ``colour``: for 3-channel images the direct genome is HSV (the paper); ``rgb``
-    uses the genes as RGB directly.
+    uses the genes as RGB directly. ``options``: encoding-specific settings
+    (e.g. the CPPN's capacities and mutation probabilities).
     """
     if not 0.0 <= mutation_rate0 <= 1.0:
         raise FooljaxError(f"mutation probability {mutation_rate0} is not in [0, 1]")
@@ -66,4 +68,8 @@ def make_encoding(
             crossover_rate=crossover_rate,
         )
         return enc, {}
+    if name == "cppn":
+        from fooljax.encodings import cppn
+
+        return cppn.make_encoding(image_shape, **(options or {}))
     raise FooljaxError(f"unknown encoding '{name}' (known: {', '.join(ENCODINGS)})")

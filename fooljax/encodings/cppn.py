@@ -1,0 +1,1 @@
+"""(placeholder: the CPPN encoding, issue 4)."""
