@@ -137,7 +137,8 @@ class NumpyInitMixin:
     each (tens of seconds for MobileNetV2), and ``load_params`` calls ``init``
     for a shape template even when it then loads a file. Shapes come from
     ``jax.eval_shape``; kernels are LeCun-normal (std ``1/sqrt(fan_in)``),
-    biases zero, other params their module's defaults (``_numpy_defaults``).
+    biases zero, other params their module's defaults (``_numpy_defaults``:
+    leaf name -> a constant, or a function of the shape).
     Deterministic in the key.
     """
 
@@ -159,7 +160,10 @@ class NumpyInitMixin:
                 std = 1.0 / np.sqrt(max(int(np.prod(shape[:-1])), 1))
                 v = rng.standard_normal(shape, np.float32) * np.float32(std)
             elif name in self._numpy_defaults:
-                v = np.full(shape, self._numpy_defaults[name], np.float32)
+                d = self._numpy_defaults[name]
+                v = np.asarray(
+                    d(shape) if callable(d) else np.full(shape, d), np.float32
+                )
             else:
                 v = np.zeros(shape, np.float32)
             return jnp.asarray(v, leaf.dtype)
