@@ -171,7 +171,27 @@ class NumpyInitMixin:
         return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+class PointwiseConv(nn.Module):
+    """1x1 conv + bias as a matmul (params laid out like ``nn.Conv``'s).
+
+    On XLA:CPU a ``dot`` is ~2.5x faster than the same 1x1 convolution.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        cin = x.shape[-1]
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (1, 1, cin, self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0]) + bias
+
+
 def _conv(features, kernel, stride, name):
+    if kernel == 1 and stride == 1:
+        return PointwiseConv(features, name=name)
     return nn.Conv(features, (kernel, kernel), (stride, stride), "SAME", name=name)
 
 
