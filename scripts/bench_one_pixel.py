@@ -1,0 +1,187 @@
+"""Benchmark: fooljax's one pixel attack against IBM ART's ``PixelAttack``.
+
+  python scripts/bench_one_pixel.py --model=cifar_lenet \
+      --weights=../shared/data/cifar10-keras-one-pixel/lenet.h5 --num_images=20
+
+Same model (fooljax's Flax port of the Keras weights; ART sees it through a
+NumPy predict function wrapped as ``BlackBoxClassifierNeuralNetwork``, so no
+TensorFlow is needed), the same correctly classified images among the exact
+first ``--num_images`` CIFAR-10 test PNGs, the same DE budget (population 400,
+``--max_generations`` generations, ``--pixels`` pixels), in one process. Both
+stop an image as soon as it is misclassified (``--early_stop=success``, ART's
+rule; ``threshold`` gives fooljax the paper's p < 0.05 rule instead).
+
+Also measures fooljax's limit: the pure forward time of the queries it made
+(the model's throughput on batches of ``num_images x population`` images,
+times the number of queries).
+
+The last output line is JSON: ``fooljax_success_rate``, ``art_success_rate``,
+``fooljax_seconds_per_image`` (warm: compiled functions reused),
+``fooljax_cold_seconds_per_image`` (first call, compilation included),
+``art_seconds_per_image``, ``speedup`` (ART / fooljax warm), ``speedup_cold``,
+``forward_seconds`` and ``attack_over_forward``.
+
+Needs ART: ``pip install adversarial-robustness-toolbox==1.20.1``
+(``--art=false`` runs fooljax alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar_lenet")
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--dataset", default="cifar10_files")
+    ap.add_argument("--data_dir", default=None)
+    ap.add_argument("--num_images", type=int, default=20)
+    ap.add_argument("--pixels", type=int, default=1)
+    ap.add_argument("--population", type=int, default=400)
+    ap.add_argument("--max_generations", type=int, default=100)
+    ap.add_argument("--early_stop", default="success")
+    ap.add_argument("--compact_every", type=int, default=10)
+    ap.add_argument("--art", default="true", choices=["true", "false"])
+    ap.add_argument("--art_images", type=int, default=None, help="ART on the first N")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import jax
+    import jax.numpy as jnp
+
+    from fooljax import data, models
+    from fooljax.attacks import one_pixel as op
+    from fooljax.train.evaluate import predict_logits
+
+    clf = models.load_classifier(args.model, args.weights)
+    x_u8, y = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
+    x_u8, y = x_u8[: args.num_images], y[: args.num_images]
+    pred = predict_logits(clf.logits_fn, clf.params, x_u8).argmax(-1)
+    ok = pred == y
+    x_u8, y = x_u8[ok], y[ok]
+    n = len(y)
+    print(f"{args.model}: {n} of {len(ok)} images correctly classified", flush=True)
+    images = x_u8.astype(np.float32) / 255.0
+    probs_fn = op.probs_from_logits(clf.logits_fn)
+    cfg = op.OnePixelConfig(
+        num_pixels=args.pixels,
+        population_size=args.population,
+        max_generations=args.max_generations,
+        early_stop=args.early_stop,
+        compact_every=args.compact_every,
+    )
+    key = jax.random.key(args.seed)
+    t0 = time.perf_counter()
+    res = op.attack(key, probs_fn, clf.params, images, y, config=cfg)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = op.attack(key, probs_fn, clf.params, images, y, config=cfg)
+    warm = time.perf_counter() - t0
+    queries = int(res.queries.sum())
+    print(
+        f"fooljax: success {int(res.success.sum())}/{n}, {queries} queries, "
+        f"cold {cold:.2f} s, warm {warm:.2f} s",
+        flush=True,
+    )
+
+    # the limit: pure forward time of those queries at the attack's batch size
+    fwd = jax.jit(probs_fn)
+    batch = jnp.asarray(np.repeat(images, args.population, axis=0))
+    fwd(clf.params, batch).block_until_ready()
+    reps, t0 = 0, time.perf_counter()
+    while reps < 2 or time.perf_counter() - t0 < 3.0:
+        fwd(clf.params, batch).block_until_ready()
+        reps += 1
+    per_query = (time.perf_counter() - t0) / (reps * batch.shape[0])
+    forward_seconds = per_query * queries
+    print(
+        f"forward: {1 / per_query:.0f} images/s at batch {batch.shape[0]}; "
+        f"{forward_seconds:.2f} s for fooljax's queries; attack/forward "
+        f"{warm / forward_seconds:.3f}",
+        flush=True,
+    )
+
+    out = {
+        "model": args.model,
+        "device": jax.devices()[0].platform,
+        "num_images": n,
+        "pixels": args.pixels,
+        "population": args.population,
+        "max_generations": args.max_generations,
+        "early_stop": args.early_stop,
+        "fooljax_success_rate": float(res.success.mean()),
+        "fooljax_queries": queries,
+        "fooljax_seconds_per_image": warm / n,
+        "fooljax_cold_seconds_per_image": cold / n,
+        "forward_images_per_second": 1 / per_query,
+        "forward_seconds": forward_seconds,
+        "attack_over_forward": warm / forward_seconds,
+    }
+
+    if args.art == "true":
+        from art.attacks.evasion import PixelAttack
+        from art.estimators.classification import BlackBoxClassifierNeuralNetwork
+
+        counter = {"rows": 0, "calls": 0}
+
+        def predict(x):  # ART hands NHWC float images in 0..255
+            counter["rows"] += len(x)
+            counter["calls"] += 1
+            return np.asarray(fwd(clf.params, jnp.asarray(x, jnp.float32) / 255.0))
+
+        class WholeBatch(BlackBoxClassifierNeuralNetwork):
+            # one model call per DE generation (ART's default splits into 128s)
+            def predict(self, x, batch_size=args.population, **kw):
+                return super().predict(x, batch_size=batch_size, **kw)
+
+        art_clf = WholeBatch(
+            predict,
+            input_shape=clf.input_shape,
+            nb_classes=clf.num_classes,
+            clip_values=(0.0, 255.0),
+        )
+        attack = PixelAttack(
+            art_clf,
+            th=args.pixels,
+            es=1,
+            max_iter=args.max_generations,
+            targeted=False,
+            verbose=False,
+        )
+        m = args.art_images or n
+        np.random.seed(args.seed)  # ART's DE draws from NumPy's global state
+        predict(x_u8[:1].astype(np.float32))  # compile outside the timing
+        counter.update(rows=0, calls=0)
+        t0 = time.perf_counter()
+        adv = attack.generate(x_u8[:m].astype(np.float32), y=y[:m])
+        art_secs = time.perf_counter() - t0
+        art_pred = predict(adv).argmax(-1)
+        art_success = art_pred != y[:m]
+        print(
+            f"ART: success {int(art_success.sum())}/{m}, {counter['rows']} model rows "
+            f"in {counter['calls']} calls, {art_secs:.2f} s",
+            flush=True,
+        )
+        out.update(
+            art_images=m,
+            art_success_rate=float(art_success.mean()),
+            art_seconds_per_image=art_secs / m,
+            art_queries=int(counter["rows"]),
+            fooljax_success_rate_same_images=float(res.success[:m].mean()),
+            speedup=(art_secs / m) / (warm / n),
+            speedup_cold=(art_secs / m) / (cold / n),
+        )
+    sys.stdout.flush()
+    print(json.dumps(out, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()
