@@ -31,6 +31,15 @@ def test_class_names_real(data_root):
     )
 
 
+def test_registered_imagenet_models_carry_class_names(data_root):
+    from fooljax import models
+
+    names = imagenet.imagenet_class_names(data_root)
+    for name in ("mobilenet_v2", "mobilenet_v1_025", "alexnet", "bvlc_alexnet"):
+        spec = models.get_spec(name)
+        assert spec.num_classes == 1000 and spec.class_names == names
+
+
 def test_class_names_missing_and_corrupt(tmp_path, monkeypatch):
     monkeypatch.delenv("FOOLJAX_DATA", raising=False)
     with pytest.raises(DataNotFoundError, match="class index not found"):

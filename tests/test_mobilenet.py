@@ -98,6 +98,8 @@ def test_random_init_forward_any_size_and_bad_shapes():
         clf.logits_fn(clf.params, jnp.zeros((1, 128, 128, 1)))
     with pytest.raises(FooljaxError, match="RGB"):
         clf.logits_fn(clf.params, jnp.zeros((128, 128, 3)))
+    with pytest.raises(FooljaxError, match="too small"):
+        clf.logits_fn(clf.params, jnp.zeros((1, 4, 4, 3)))
 
 
 def test_bad_weight_files(tmp_path):
