@@ -107,15 +107,29 @@ def check_labels(labels, num_classes: int, what: str = "label") -> None:
         )
 
 
+_NUM_CLASSES_CACHE: dict = {}
+
+
 def num_classes_of(logits_fn: LogitsFn, params, images) -> int:
-    """Number of model outputs, from shapes only (no computation)."""
-    try:
-        out = jax.eval_shape(logits_fn, params, images[:1])
-    except Exception as e:
-        raise FooljaxError(
-            f"cannot trace the model ({e}); {GRADIENT_FREE_HINT}"
-        ) from None
-    return int(out.shape[-1])
+    """Number of model outputs, from shapes only (``eval_shape``, cached per
+    model function and parameter/image shapes so repeated attacks do not retrace).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    key = (
+        logits_fn,
+        treedef,
+        tuple((np.shape(v), str(getattr(v, "dtype", type(v)))) for v in leaves),
+        tuple(np.shape(images)[1:]),
+    )
+    if key not in _NUM_CLASSES_CACHE:
+        try:
+            out = jax.eval_shape(logits_fn, params, images[:1])
+        except Exception as e:
+            raise FooljaxError(
+                f"cannot trace the model ({e}); {GRADIENT_FREE_HINT}"
+            ) from None
+        _NUM_CLASSES_CACHE[key] = int(out.shape[-1])
+    return _NUM_CLASSES_CACHE[key]
 
 
 def check_differentiable(logits_fn: LogitsFn, params, images, labels=None) -> None:
