@@ -59,6 +59,17 @@ def test_depthwise_matches_numpy_tf_same_and_lax(size, stride):
     np.testing.assert_allclose(ours, np.asarray(lax_out), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "shape, out", [((2, 256, 256, 3), (224, 224)), ((1, 341, 512, 3), (224, 224)),
+                   ((1, 100, 128, 3), (224, 224)), ((1, 227, 227, 3), (256, 256))],
+)  # fmt: skip
+def test_fast_resize_equals_jax_image_resize(shape, out):
+    x = jnp.asarray(np.random.default_rng(0).random(shape, dtype=np.float32))
+    ours = jax.jit(lambda x: mobilenet.resize_bilinear(x, *out))(x)
+    ref = jax.image.resize(x, (shape[0], *out, 3), "bilinear", antialias=True)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=1e-5)
+
+
 def test_dequantize_per_tensor_and_per_channel():
     q = np.array([[0, 128, 255], [10, 20, 30]], np.uint8)
     t = tfl.TFLiteTensor(

@@ -42,12 +42,11 @@ import math
 import os
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fooljax.errors import FooljaxError, WeightsError
-from fooljax.models.mobilenet import NumpyInitMixin
+from fooljax.models.mobilenet import NumpyInitMixin, resize_bilinear
 
 CROP = 227
 MEAN_SIZE = 256
@@ -108,9 +107,7 @@ def caffe_preprocess(x: jnp.ndarray, mean_bgr: jnp.ndarray) -> jnp.ndarray:
     if x.shape[1:3] != (MEAN_SIZE, MEAN_SIZE):
         if x.shape[1] < 8 or x.shape[2] < 8:
             raise FooljaxError(f"images of {x.shape[1]}x{x.shape[2]} are too small")
-        x = jax.image.resize(
-            x, (x.shape[0], MEAN_SIZE, MEAN_SIZE, 3), "bilinear", antialias=True
-        )
+        x = resize_bilinear(x, MEAN_SIZE, MEAN_SIZE)
     return (x - mean_bgr)[:, o : o + CROP, o : o + CROP]
 
 

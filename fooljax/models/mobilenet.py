@@ -28,6 +28,8 @@ half before) is exactly ``lax``'s 'SAME', which every conv here uses.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -63,6 +65,49 @@ _V1_BLOCKS = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse form of ``jax.image.resize``'s antialiased bilinear weights on one axis.
+
+    Returns ``(idx [n_out, K], w [n_out, K])`` with ``out[o] = sum_k w[o,k] * x[idx[o,k]]``;
+    the weights are read off ``jax.image.resize`` of an identity matrix, so the
+    result equals it (up to float rounding).
+    """
+    with jax.ensure_compile_time_eval():
+        dense = np.asarray(
+            jax.image.resize(
+                jnp.eye(n_in, dtype=jnp.float32),
+                (n_out, n_in),
+                "bilinear",
+                antialias=True,
+            )
+        )
+    k = max(int((dense != 0).sum(1).max()), 1)
+    idx = np.argsort(dense == 0, axis=1, kind="stable")[:, :k]
+    return idx.astype(np.int32), np.take_along_axis(dense, idx, 1).astype(np.float32)
+
+
+def resize_bilinear(x: jnp.ndarray, h: int, w: int) -> jnp.ndarray:
+    """``jax.image.resize(x, (B, h, w, C), "bilinear", antialias=True)`` for NHWC,
+    as 2-6 gathers per axis instead of dense matmuls (256 -> 224 at batch 64:
+    0.047 instead of 0.27 CPU-seconds)."""
+    for axis, n_out in ((1, h), (2, w)):
+        n_in = x.shape[axis]
+        if n_in == n_out:
+            continue
+        idx, wt = _resize_taps(n_in, n_out)
+        shape = [1, 1, 1, 1]
+        shape[axis] = n_out
+        out = None
+        for k in range(idx.shape[1]):
+            term = jnp.take(x, jnp.asarray(idx[:, k]), axis=axis) * jnp.asarray(
+                wt[:, k]
+            ).reshape(shape)
+            out = term if out is None else out + term
+        x = out
+    return x
+
+
 def prepare_images(x: jnp.ndarray, size: int) -> jnp.ndarray:
     """Checks ``[B, H, W, 3]`` and bilinearly resizes to ``size x size`` if needed."""
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -73,9 +118,7 @@ def prepare_images(x: jnp.ndarray, size: int) -> jnp.ndarray:
         raise FooljaxError(f"images of {x.shape[1]}x{x.shape[2]} are too small")
     x = x.astype(jnp.float32)
     if x.shape[1:3] != (size, size):
-        x = jax.image.resize(
-            x, (x.shape[0], size, size, 3), method="bilinear", antialias=True
-        )
+        x = resize_bilinear(x, size, size)
     return x
 
 
