@@ -1,0 +1,81 @@
+"""The experiment ``run_*`` functions on tiny settings: summary keys the reports
+read, pictures written, finished runs not clobbered."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fooljax.attacks import runs
+from fooljax.errors import WorkdirError
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(data_root):
+    return os.path.join(data_root, "mnist")
+
+
+def _summary(workdir):
+    with open(os.path.join(workdir, "summary.json")) as f:
+        return json.load(f)
+
+
+def test_run_fgsm_keys_and_no_clobber(tmp_path, mnist_dir):
+    wd = str(tmp_path / "fgsm")
+    runs.run_fgsm(
+        wd,
+        models="softmax_regression=lenet",
+        epsilon=0.25,
+        curve_epsilons=[0.0],
+        num_images=40,
+        batch_size=40,
+        data_dir=mnist_dir,
+    )
+    s = _summary(wd)
+    assert s["epsilon"] == 0.25
+    row = s["models"]["softmax_regression"]
+    assert 0.0 <= row["error"] <= 1.0 and 0.0 < row["mean_confidence"] <= 1.0
+    assert row["curve"]["0"] == row["clean_error"]
+    for png in ("fgsm_error_vs_epsilon.png", "fgsm_examples.png"):
+        assert os.path.getsize(os.path.join(wd, png)) > 0
+    with pytest.raises(WorkdirError):
+        runs.run_fgsm(
+            wd, models="softmax_regression=lenet", num_images=40, data_dir=mnist_dir
+        )
+
+
+def test_run_lbfgs_tables_keys(tmp_path, mnist_dir):
+    wd = str(tmp_path / "lbfgs")
+    runs.run_lbfgs_tables(
+        wd,
+        models="lenet",
+        table2_columns="lenet",
+        num_images=6,
+        batch_size=6,
+        num_search_steps=2,
+        max_iterations=15,
+        noise_stddevs=(0.1,),
+        data_dir=mnist_dir,
+    )
+    s = _summary(wd)
+    t1 = s["table1"]["lenet"]
+    assert set(t1) >= {"test_error", "mean_distortion", "success_rate", "num_images"}
+    assert t1["num_images"] == 6 and 0.0 <= t1["success_rate"] <= 1.0
+    assert t1["min_pixel"] >= 0.0 and t1["max_pixel"] <= 1.0
+    assert set(s["table2"]) == {"lenet", "gaussian_noise_0.1"}
+    # Successful targeted examples are errors of the attacked model itself.
+    with np.load(os.path.join(wd, "lbfgs_lenet.npz")) as z:
+        frac_success = z["success"].mean()
+    assert s["table2"]["lenet"]["lenet"] >= frac_success - 1e-9
+    assert os.path.getsize(os.path.join(wd, "lbfgs_examples.png")) > 0
+
+
+def test_run_gradient_ascent_keys(tmp_path):
+    wd = str(tmp_path / "ga")
+    runs.run_gradient_ascent(wd, model="lenet", num_steps=30)
+    s = _summary(wd)
+    assert len(s["confidence"]) == 10
+    assert all(0.0 <= c <= 1.0 for c in s["confidence"])
+    assert s["images_min"] >= 0.0 and s["images_max"] <= 1.0
+    assert os.path.getsize(os.path.join(wd, "fooling_images.png")) > 0
