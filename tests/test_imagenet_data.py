@@ -110,6 +110,7 @@ def _cli(*args):
 
 def test_evaluate_cli_mobilenet_v2(data_root):
     """Acceptance: the issue's evaluate command ends with the JSON line."""
+    pytest.importorskip("tflite", reason="reading .tflite needs the 'tflite' package")
     weights = os.path.join(
         data_root,
         "imagenet-mobilenet-tflite-coral",

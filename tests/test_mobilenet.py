@@ -124,6 +124,7 @@ def test_bad_weight_files(tmp_path):
 
 @pytest.fixture(scope="module")
 def tflite_dir(data_root):
+    pytest.importorskip("tflite", reason="reading .tflite needs the 'tflite' package")
     return os.path.join(data_root, TFLITE_DIR)
 
 
