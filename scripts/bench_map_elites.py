@@ -8,7 +8,13 @@ seconds of the model's forward pass on a batch of the same size, also measured
 inside a compiled ``lax.scan`` of the same length over fresh inputs, so both
 numbers exclude dispatch), ``forward_call_seconds`` (one jitted call, dispatch
 included) and ``overhead_ratio`` = generation_seconds / forward_seconds.
-Generation and forward chunks are timed interleaved so background load hits both.
+``render_seconds``: decoding alone (genome -> image: the CPPN's rendering, the
+direct encoding's scaling) of a population of the same size, in the same
+micro-batches as a generation, inside a compiled ``lax.scan`` of the same length
+(each step renders a fresh random draw from a pool of real offspring), and
+``render_overhead_ratio`` = generation_seconds / (forward_seconds +
+render_seconds). Generation, forward and render chunks are timed interleaved so
+background load hits all three.
 """
 
 import json
@@ -77,11 +83,29 @@ def main(argv):
     def forward_once(params, x):
         return lp(params, x)
 
+    pool = jax.jit(me.ask, static_argnums=(2, 3))(
+        jax.random.key(3), state.archive, encoding, pop, 1
+    )
+    eb = layout.eval_batch
+
+    @jax.jit
+    def render_chunk(pool, key):
+        def body(c, k):
+            idx = jax.random.randint(k, (pop,), 0, pop)
+            g = jax.tree_util.tree_map(
+                lambda a: a[idx].reshape(pop // eb, eb, *a.shape[1:]), pool
+            )
+            imgs = jax.lax.map(jax.vmap(encoding.decode), g)
+            return c + imgs[:, :, 0, 0, 0].sum(), None
+
+        return jax.lax.scan(body, 0.0, jax.random.split(key, n))[0]
+
     x = jax.random.uniform(jax.random.key(1), (pop, *clf.input_shape))
     state, _ = run(state, clf.params, n)  # compile
     forward_chunk(clf.params, jax.random.key(2)).block_until_ready()
     forward_once(clf.params, x).block_until_ready()
-    gen, fwd, call = [], [], []
+    render_chunk(pool, jax.random.key(4)).block_until_ready()
+    gen, fwd, call, ren = [], [], [], []
     for r in range(FLAGS.repeats):
         t = time.perf_counter()
         state, _ = run(state, clf.params, n)
@@ -89,6 +113,7 @@ def main(argv):
         gen.append((time.perf_counter() - t) / n)
         fwd.append(_time(forward_chunk, clf.params, jax.random.key(10 + r)) / n)
         call.append(_time(forward_once, clf.params, x))
+        ren.append(_time(render_chunk, pool, jax.random.key(100 + r)) / n)
     out = {
         "encoding": FLAGS.encoding,
         "model": FLAGS.model,
@@ -98,9 +123,13 @@ def main(argv):
         "generation_seconds": statistics.median(gen),
         "forward_seconds": statistics.median(fwd),
         "forward_call_seconds": statistics.median(call),
+        "render_seconds": statistics.median(ren),
         **{k: v for k, v in extra.items() if k.endswith("_seconds")},
     }
     out["overhead_ratio"] = out["generation_seconds"] / out["forward_seconds"]
+    out["render_overhead_ratio"] = out["generation_seconds"] / (
+        out["forward_seconds"] + out["render_seconds"]
+    )
     print(json.dumps(out), flush=True)
 
 
