@@ -108,7 +108,9 @@ def main(argv):
         save_png(path, img)
         paths.append(path)
         print(f"class {k} (p={np.exp(fitness[k]):.6f}): {path}", flush=True)
-    print_json_line({"checkpoint": step, "height": height, "width": width, "paths": paths})
+    print_json_line(
+        {"checkpoint": step, "height": height, "width": width, "paths": paths}
+    )
 
 
 if __name__ == "__main__":

@@ -160,20 +160,28 @@ def _linked_to(g: Genome, d) -> jax.Array:
 
 
 def add_connection(key: jax.Array, g: Genome, spec: Spec) -> Genome:
-    """A new edge between two unconnected nodes, lower to higher order."""
-    k_s, k_d, k_slot, k_w = jax.random.split(key, 4)
-    _, is_output, _ = _kinds(spec)
-    s, ok_s = _pick(k_s, g.node_used & ~is_output)
-    d, ok_d = _pick(k_d, g.node_used & (g.order > g.order[s]) & ~_linked_from(g, s))
+    """A new edge, uniform over all pairs ``s -> d`` of used nodes with
+    ``order[s] < order[d]`` that are not connected yet; weight uniform."""
+    k_pair, k_slot, k_w = jax.random.split(key, 3)
+    n = spec.max_nodes
+    linked = jnp.zeros((n, n), bool).at[g.src, g.dst].max(g.edge_on)
+    allowed = (
+        g.node_used[:, None]
+        & g.node_used[None, :]
+        & (g.order[:, None] < g.order[None, :])
+        & ~linked
+    )
+    pair, ok_pair = _pick(k_pair, allowed.reshape(-1))
+    s, d = pair // n, pair % n
     slot, ok_slot = _pick(k_slot, ~g.edge_on)
     w = jax.random.uniform(k_w, (), jnp.float32, WEIGHT_LOW, WEIGHT_HIGH)
     new = g.replace(
-        src=g.src.at[slot].set(s),
-        dst=g.dst.at[slot].set(d),
+        src=g.src.at[slot].set(s.astype(jnp.int32)),
+        dst=g.dst.at[slot].set(d.astype(jnp.int32)),
         weight=g.weight.at[slot].set(w),
         edge_on=g.edge_on.at[slot].set(True),
     )
-    return _select(ok_s & ok_d & ok_slot, new, g)
+    return _select(ok_pair & ok_slot, new, g)
 
 
 def delete_connection(key: jax.Array, g: Genome, spec: Spec) -> Genome:
