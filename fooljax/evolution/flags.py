@@ -37,6 +37,7 @@ def define_fooling_flags(*, default_workdir: str, encoding: str = "direct") -> N
     flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Generations.")
     flags.DEFINE_integer("log_every", _D.log_every, "Generations per compiled chunk.")
     flags.DEFINE_integer("num_devices", _D.num_devices, "0 = all local devices.")
+    flags.DEFINE_bool("ten_crop", False, "Average the softmax over 10 crops.")
     flags.DEFINE_integer(
         "eval_batch", _D.eval_batch, "Images per model call (same on every device)."
     )

@@ -44,6 +44,7 @@ class FoolingConfig:
     log_every: int = 50
     num_devices: int = 0  # 0: all local devices that divide the population
     eval_batch: int = 50  # images per model call on every device (see Layout)
+    ten_crop: bool = False  # score the mean softmax over 10 crops of input size
 
     def validate(self) -> None:
         if self.population < 2:
@@ -115,11 +116,23 @@ def run(
         crossover_eta=config.crossover_eta,
         options=dict(config.encoding_options),
     )
+    log_probs_fn = me.log_probs_from(logits_fn=clf.logits_fn)
+    if config.ten_crop:
+        from fooljax.models.crops import ten_crop_log_probs
+
+        crop_h, crop_w, _ = clf.input_shape
+        if (crop_h, crop_w) == tuple(shape[:2]):
+            raise FooljaxError(
+                f"--ten_crop needs genomes larger than the model's input "
+                f"{clf.input_shape[:2]}; set --image_shape (e.g. 256,256,3)"
+            )
+        log_probs_fn = ten_crop_log_probs(clf.logits_fn, crop_h, crop_w)
+        _check_image_shape(clf, (crop_h, crop_w, shape[2]))
     mesh = default_mesh(config.population, config.num_devices)
     return run_map_elites(
         workdir=workdir,
         config=dataclasses.asdict(config),
-        log_probs_fn=me.log_probs_from(logits_fn=clf.logits_fn),
+        log_probs_fn=log_probs_fn,
         params=clf.params,
         encoding=encoding,
         num_classes=clf.num_classes,

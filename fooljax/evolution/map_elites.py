@@ -231,7 +231,7 @@ def init(
     lp = _score(log_probs_fn, params, encoding, genomes, layout)
     empty = Archive(
         genomes=jax.tree_util.tree_map(
-            lambda g: jnp.zeros_like(g[:num_classes]), genomes
+            lambda g: jnp.zeros((num_classes, *g.shape[1:]), g.dtype), genomes
         ),
         fitness=jnp.full((num_classes,), -jnp.inf, jnp.float32),
         found_at=jnp.full((num_classes,), -1, jnp.int32),

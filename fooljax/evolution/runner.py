@@ -198,6 +198,34 @@ def run_map_elites(
     )
 
 
+def _write_archive_page(workdir, class_names, conf, found_at) -> None:
+    """``archive.html``: every class's elite, most confident first (for 1000
+    classes, where one grid picture would be unreadable)."""
+    import html
+
+    from fooljax.io.workdir import atomic_write_text
+
+    order = np.argsort(-np.asarray(conf), kind="stable")
+    rows = []
+    for k in order:
+        name = class_names[k]
+        safe = "".join(ch if ch.isalnum() else "_" for ch in name)[:40]
+        rows.append(
+            f'<figure><img src="classes/{k:04d}_{safe}.png" width="112" '
+            f'loading="lazy"><figcaption>{k}: {html.escape(name)}<br>'
+            f"{100 * conf[k]:.3f}% (gen {int(found_at[k])})</figcaption></figure>"
+        )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>fooljax archive</title>"
+        "<style>figure{display:inline-block;margin:4px;width:120px;"
+        "font:11px sans-serif;text-align:center}</style>"
+        f"<h3>{len(conf)} classes, median confidence "
+        f"{100 * float(np.median(conf)):.2f}%, "
+        f"{int(np.sum(np.asarray(conf) >= 0.99))} classes &ge; 99%</h3>" + "".join(rows)
+    )
+    atomic_write_text(os.path.join(workdir, "archive.html"), page)
+
+
 def _finish(
     state,
     *,
@@ -235,6 +263,8 @@ def _finish(
         ncols=5 if len(shown) <= 10 else 10,
         suptitle=f"elites after {int(state.generation)} generations",
     )
+    if k_all > max_grid:
+        _write_archive_page(workdir, class_names, conf, archive.found_at)
     rows = _read_metrics(os.path.join(workdir, METRICS))
     if rows:
         gens = [r["generation"] for r in rows]

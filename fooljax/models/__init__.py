@@ -204,6 +204,14 @@ def load_params(spec: ModelSpec, weights: str):
     ``save_params_npz``, or a foreign weights file whose format the model's
     ``load_file`` detects from content.
     """
+    if "$" in weights:
+        expanded = os.path.expandvars(weights)
+        if "$" in expanded:
+            raise WeightsError(
+                f"--weights={weights} names an unset environment variable "
+                "(set FOOLJAX_DATA to the folder with the data and weights)"
+            )
+        weights = expanded
     template = init_params(spec)
     if weights == "default":
         if spec.pretrained is None:
