@@ -365,6 +365,9 @@ def attack(
         raise FooljaxError(f"image_indices must be [{b}], got shape {idx.shape}")
     image_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(idx))
     labels_j, targets_j = jnp.asarray(labels_np), jnp.asarray(targets_np)
+    # fields the compiled code does not read are normalised, so runs that
+    # differ only in budget or chunking share the compiled functions
+    kernel_cfg = dataclasses.replace(config, max_generations=0, compact_every=0)
 
     carry = _init_batch(
         probs_fn,
@@ -373,7 +376,7 @@ def attack(
         labels_j,
         targets_j,
         image_keys,
-        config=config,
+        config=kernel_cfg,
         targeted=targeted,
     )
     # Host loop over chunks of generations; between chunks, stopped images leave
@@ -422,7 +425,7 @@ def attack(
             work,
             valid,
             jnp.int32(gen),
-            config=config,
+            config=kernel_cfg,
             targeted=targeted,
         )
     final = _scatter_rows(final, work, rows, np.ones(len(rows), bool))
