@@ -105,6 +105,7 @@ def lbfgs_attack(
     initial_c: float = 1.0,
     num_search_steps: int = 8,
     max_iterations: int = 100,
+    num_retries: int = 1,
 ) -> LbfgsResult:
     """Szegedy's targeted box-constrained L-BFGS attack with a search over ``c``.
 
@@ -115,6 +116,9 @@ def lbfgs_attack(
       initial_c: first penalty weight tried for every image.
       num_search_steps: L-BFGS-B solves per image (one per value of ``c``).
       max_iterations: L-BFGS-B iteration limit of each solve.
+      num_retries: images with no success are searched again on their own, as
+        a smaller L-BFGS-B problem (in one big problem the shared curvature
+        pairs and iteration limit serve the well-conditioned images first).
 
     Returns:
       ``LbfgsResult`` (NumPy arrays).
@@ -155,6 +159,23 @@ def lbfgs_attack(
             np.where(lo > 0, np.sqrt(lo * hi), c / 10.0),
         )
     success = np.isfinite(best_dist)
+    failed = np.flatnonzero(~success)
+    if num_retries > 0 and failed.size and failed.size < b:
+        again = lbfgs_attack(
+            logits_fn,
+            params,
+            images[failed],
+            targets[failed],
+            initial_c=initial_c,
+            num_search_steps=num_search_steps,
+            max_iterations=max_iterations,
+            num_retries=num_retries - 1,
+        )
+        ok = again.success
+        best[failed[ok]] = again.adversarial[ok]
+        best_dist[failed[ok]] = again.distortion[ok]
+        best_c[failed[ok]] = again.c[ok]
+        success = np.isfinite(best_dist)
     return LbfgsResult(
         adversarial=best,
         success=success,
