@@ -9,7 +9,8 @@ before and after.
 "before" is the zoo model (``lenet``: the embedded checkpoint, trained by
 experiments/configs/lenet_mnist.flags); "after" is the same training config with
 ``adv_alpha=0.5, adv_epsilon=0.25`` (zoo ``lenet_adv``, trained on first use:
-about 6 minutes on an idle 2-core CPU). Writes summary.json (``before``/
+18 minutes on a loaded 2-core CPU). Expected: clean error 0.0064 -> 0.0074,
+FGSM(0.25) error 0.908 -> 0.064. Writes summary.json (``before``/
 ``after``: ``{clean_error, adversarial_error}``) and
 adversarial_training_examples.png.
 """
