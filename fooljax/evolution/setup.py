@@ -71,5 +71,15 @@ def make_encoding(
     if name == "cppn":
         from fooljax.encodings import cppn
 
-        return cppn.make_encoding(image_shape, **(options or {}))
+        if crossover_rate > 0:
+            raise FooljaxError("the CPPN encoding has no crossover: use crossover 0")
+        if halve_every > 0:
+            raise FooljaxError(
+                "mutation halving is a direct-encoding schedule: use 0 with the CPPN"
+            )
+        # The generic mutation settings drive the CPPN's weight mutation unless
+        # the options name them explicitly.
+        opts = {"weight_rate": mutation_rate0, "weight_eta": mutation_eta}
+        opts.update(options or {})
+        return cppn.make_encoding(image_shape, **opts)
     raise FooljaxError(f"unknown encoding '{name}' (known: {', '.join(ENCODINGS)})")
