@@ -24,60 +24,14 @@ _T0 = time.time()
 from absl import flags  # noqa: E402
 
 from fooljax.cli import extra_args, run_main  # noqa: E402
-from fooljax.encodings import cppn  # noqa: E402
 from fooljax.errors import FooljaxError  # noqa: E402
 from fooljax.evolution import fooling  # noqa: E402
-from fooljax.evolution.flags import config_from_flags, define_fooling_flags  # noqa: E402
-
-_S = cppn.Spec()
-
-
-def define_cppn_flags() -> None:
-    """The CPPN's own flags (capacities, operator probabilities, activations)."""
-    flags.DEFINE_integer(
-        "cppn_max_nodes", _S.max_nodes, "Node capacity (4 inputs + outputs + hidden)."
-    )
-    flags.DEFINE_integer("cppn_max_edges", _S.max_edges, "Connection capacity.")
-    flags.DEFINE_list(
-        "cppn_activations", list(_S.activations), "sine,sigmoid,gaussian,identity."
-    )
-    flags.DEFINE_float("cppn_p_add_conn", _S.p_add_conn, "P(add a connection).")
-    flags.DEFINE_float("cppn_p_del_conn", _S.p_del_conn, "P(delete a connection).")
-    flags.DEFINE_float(
-        "cppn_p_change_conn", _S.p_change_conn, "P(rewire one connection endpoint)."
-    )
-    flags.DEFINE_float("cppn_p_add_node", _S.p_add_node, "P(split a connection).")
-    flags.DEFINE_float("cppn_p_del_node", _S.p_del_node, "P(delete a hidden node).")
-    flags.DEFINE_float(
-        "cppn_activation_rate",
-        _S.activation_rate,
-        "Per-node probability of redrawing the activation function.",
-    )
-
-
-def cppn_options() -> tuple:
-    """The flags as FoolingConfig.encoding_options (name, value) pairs."""
-    f = flags.FLAGS
-    if f.crossover_rate > 0:
-        raise FooljaxError("the CPPN encoding has no crossover: use --crossover_rate=0")
-    if f.mutation_halving > 0:
-        raise FooljaxError(
-            "--mutation_halving is a direct-encoding schedule: use 0 with the CPPN"
-        )
-    return (
-        ("max_nodes", f.cppn_max_nodes),
-        ("max_edges", f.cppn_max_edges),
-        ("activations", ",".join(f.cppn_activations)),
-        ("p_add_conn", f.cppn_p_add_conn),
-        ("p_del_conn", f.cppn_p_del_conn),
-        ("p_change_conn", f.cppn_p_change_conn),
-        ("p_add_node", f.cppn_p_add_node),
-        ("p_del_node", f.cppn_p_del_node),
-        ("weight_rate", f.mutation_rate),
-        ("weight_eta", f.mutation_eta),
-        ("activation_rate", f.cppn_activation_rate),
-    )
-
+from fooljax.evolution.flags import (  # noqa: E402
+    config_from_flags,
+    cppn_options,
+    define_cppn_flags,
+    define_fooling_flags,
+)
 
 define_fooling_flags(default_workdir="runs/mnist_cppn", encoding="cppn")
 define_cppn_flags()
