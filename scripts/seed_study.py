@@ -27,6 +27,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save
     setup_logging()
     import logging
 
