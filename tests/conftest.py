@@ -1,6 +1,18 @@
 import os
+import tempfile
 
 import pytest
+
+# Many tests (and the CLI subprocesses they start, which inherit the
+# environment) compile the same programs: share them through JAX's persistent
+# compilation cache. Entries are keyed by the program and the jax/XLA versions,
+# so a hit is the same executable a fresh compile would produce.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), "fooljax-tests-jax-cache"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 @pytest.fixture(scope="session")
