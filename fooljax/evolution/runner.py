@@ -255,7 +255,7 @@ def _finish(
     shown = np.arange(k_all)
     if k_all > max_grid:  # evenly spaced sample; every class has its own PNG
         shown = np.linspace(0, k_all - 1, max_grid).round().astype(int)
-    titles = [f"{class_names[k]}\n{100 * conf[k]:.5f}%" for k in shown]
+    titles = [f"{class_names[k][:17]}\n{100 * conf[k]:.5f}%" for k in shown]
     imageio.save_grid(
         os.path.join(workdir, "archive.png"),
         imgs[shown],
