@@ -43,6 +43,12 @@ def main():
     ap.add_argument("--dataset", default="cifar10_files")
     ap.add_argument("--data_dir", default=None)
     ap.add_argument("--num_images", type=int, default=20)
+    ap.add_argument(
+        "--interleave_classes",
+        action="store_true",
+        help="the first --num_images *correctly classified* images, classes in "
+        "turn (experiments.one_pixel's selection, e.g. with --dataset=cifar10)",
+    )
     ap.add_argument("--pixels", type=int, default=1)
     ap.add_argument("--population", type=int, default=400)
     ap.add_argument("--max_generations", type=int, default=100)
@@ -64,13 +70,32 @@ def main():
     from fooljax.train.evaluate import predict_logits
 
     clf = models.load_classifier(args.model, args.weights)
-    x_u8, y = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
-    x_u8, y = x_u8[: args.num_images], y[: args.num_images]
-    pred = predict_logits(clf.logits_fn, clf.params, x_u8).argmax(-1)
-    ok = pred == y
-    x_u8, y = x_u8[ok], y[ok]
-    n = len(y)
-    print(f"{args.model}: {n} of {len(ok)} images correctly classified", flush=True)
+    if args.interleave_classes:
+        from experiments.one_pixel import OnePixelRunConfig, select_images
+
+        sel_cfg = OnePixelRunConfig(
+            model=args.model,
+            weights=args.weights,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            interleave_classes=True,
+            num_images=args.num_images,
+        )
+        x_u8, y, index = select_images(sel_cfg, clf)
+        n = len(y)
+        print(
+            f"{args.model}: {n} correctly classified images, dataset indices "
+            f"{index[:5].tolist()}...",
+            flush=True,
+        )
+    else:
+        x_u8, y = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
+        x_u8, y = x_u8[: args.num_images], y[: args.num_images]
+        pred = predict_logits(clf.logits_fn, clf.params, x_u8).argmax(-1)
+        ok = pred == y
+        x_u8, y = x_u8[ok], y[ok]
+        n = len(y)
+        print(f"{args.model}: {n} of {len(ok)} images correctly classified", flush=True)
     images = x_u8.astype(np.float32) / 255.0
     probs_fn = op.probs_from_logits(clf.logits_fn)
     cfg = op.OnePixelConfig(

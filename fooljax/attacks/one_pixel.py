@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -40,6 +42,8 @@ import numpy as np
 
 from fooljax.errors import FooljaxError
 from fooljax.evolution import de
+
+_log = logging.getLogger("fooljax")
 
 ProbsFn = Callable[[Any, jnp.ndarray], jnp.ndarray]
 EARLY_STOP_MODES = ("threshold", "success", "none")
@@ -392,8 +396,18 @@ def attack(
         carry,
     )
     gen = 0
+    t_start = time.perf_counter()
     while gen < config.max_generations:
         active = np.asarray(work.active)[: len(rows)]
+        if gen:
+            _log.info(
+                "one-pixel: generation %d/%d, %d of %d attacks still running, %.1f s",
+                gen,
+                config.max_generations,
+                int(active.sum()),
+                b,
+                time.perf_counter() - t_start,
+            )
         if not active.any():
             break
         if config.compact_every and active.sum() < len(rows):
