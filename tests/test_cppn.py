@@ -25,6 +25,14 @@ SPECS = {
         p_del_node=0.1,
         p_del_conn=0.2,
     ),
+    # The Sferes2 code's conventions: pixel-index x, y and |o| as the grey value.
+    "sferes_grey": dict(
+        image_shape=(9, 7, 1),
+        max_nodes=12,
+        max_edges=24,
+        coords="pixel",
+        output_map="abs",
+    ),
 }
 POP, STEPS = 8, 40
 
@@ -103,6 +111,10 @@ def reference_image(g, spec: cppn.Spec, height: int, width: int) -> np.ndarray:
     ys = np.linspace(-1, 1, height) if height > 1 else np.zeros(1)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     inputs = [xx, yy, np.sqrt(xx**2 + yy**2), np.ones_like(xx)]
+    if spec.coords == "pixel":  # column / row indices at the native size
+        assert (height, width) == spec.native_hw
+        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        inputs[:2] = [cols.astype(float), rows.astype(float)]
     fns = {
         "sine": np.sin,
         "sigmoid": lambda s: 2.0 / (1.0 + np.exp(-s)) - 1.0,
@@ -124,7 +136,10 @@ def reference_image(g, spec: cppn.Spec, height: int, width: int) -> np.ndarray:
         else:
             raise AssertionError("cycle")
     outs = [val[cppn.NUM_INPUTS + c] for c in range(spec.num_outputs)]
-    chan = np.stack([(o + 1) / 2 for o in outs], -1)
+    if spec.output_map == "abs":
+        chan = np.stack([np.abs(o) for o in outs], -1)
+    else:
+        chan = np.stack([(o + 1) / 2 for o in outs], -1)
     if spec.num_outputs == 3:
         import colorsys
 
@@ -167,15 +182,30 @@ def test_render_matches_independent_numpy_evaluation(name):
     assert n_hidden > 0  # the comparison covered hidden nodes
 
 
-def test_same_genome_renders_at_any_resolution():
-    _, spec, evolve, _ = _setup("hsv")
+@pytest.mark.parametrize("name", ["hsv", "sferes_grey"])
+def test_same_genome_renders_at_any_resolution(name):
+    shape, spec, evolve, _ = _setup(name)
     g = jax.tree_util.tree_map(lambda a: a[-1, 0], evolve(jax.random.key(3)))
     render = jax.jit(functools.partial(cppn.render, spec=spec), static_argnums=(1, 2))
-    small = np.asarray(render(g, 8, 8))
-    big = np.asarray(render(g, 15, 15))  # every other pixel is small's
+    h, w = (8, 8) if spec.coords == "centered" else spec.native_hw
+    small = np.asarray(render(g, h, w))
+    big = np.asarray(render(g, 2 * h - 1, 2 * w - 1))  # every other pixel is small's
     np.testing.assert_allclose(big[::2, ::2], small, atol=1e-5)
     wide = np.asarray(render(g, 3, 40))
-    assert wide.shape == (3, 40, 3) and np.isfinite(wide).all()
+    assert wide.shape == (3, 40, shape[-1]) and np.isfinite(wide).all()
+
+
+def test_pixel_coordinates_are_the_sferes2_column_and_row_indices():
+    x = np.asarray(cppn.coordinates(28, 28, "pixel", (28, 28)))
+    cols, rows = np.meshgrid(np.arange(28), np.arange(28))
+    np.testing.assert_array_equal(x[0], cols.ravel())
+    np.testing.assert_array_equal(x[1], rows.ravel())
+    centred = np.asarray(cppn.coordinates(28, 28))
+    np.testing.assert_array_equal(x[2:], centred[2:])  # d from [-1, 1] coordinates
+    assert centred[0].min() == -1 and centred[0].max() == 1
+    # A 1024 render samples the same 0..27 range.
+    big = np.asarray(cppn.coordinates(1024, 1024, "pixel", (28, 28)))
+    assert big[0].min() == 0 and np.isclose(big[0].max(), 27)
 
 
 def test_init_has_no_hidden_nodes_and_connects_inputs_to_outputs():
@@ -235,6 +265,8 @@ def test_operators_do_what_they_say():
         (dict(p_del_node=-0.1), "p_del_node=-0.1 is not a probability"),
         (dict(weight_rate=2.0), "weight_rate=2.0 is not a probability"),
         (dict(bogus=1), "unknown CPPN option"),
+        (dict(coords="polar"), "unknown CPPN coords 'polar'"),
+        (dict(output_map="square"), "unknown CPPN output_map 'square'"),
     ],
 )
 def test_bad_options_are_one_clear_error(options, message):

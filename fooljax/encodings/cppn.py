@@ -103,6 +103,14 @@ class Spec(struct.PyTreeNode):
     weight_rate: float = struct.field(pytree_node=False, default=0.1)
     weight_eta: float = struct.field(pytree_node=False, default=15.0)
     activation_rate: float = struct.field(pytree_node=False, default=0.1)
+    # How pixels become inputs and outputs become pixels (see ``render``).
+    coords: str = struct.field(pytree_node=False, default="centered")
+    output_map: str = struct.field(pytree_node=False, default="affine")
+    native_hw: tuple = struct.field(pytree_node=False, default=(28, 28))
+
+
+COORDS = ("centered", "pixel")
+OUTPUT_MAPS = ("affine", "abs")
 
 
 def _kinds(spec: Spec):
@@ -282,13 +290,36 @@ def mutate(key: jax.Array, g: Genome, spec: Spec) -> Genome:
     return g
 
 
-def coordinates(height: int, width: int) -> jax.Array:
-    """``[4, H*W]``: x, y in [-1, 1] (pixel centres span the range), d, bias."""
-    x = jnp.linspace(-1.0, 1.0, width) if width > 1 else jnp.zeros((1,))
-    y = jnp.linspace(-1.0, 1.0, height) if height > 1 else jnp.zeros((1,))
-    yy, xx = jnp.meshgrid(y, x, indexing="ij")
+def coordinates(
+    height: int, width: int, coords: str = "centered", native_hw=None
+) -> jax.Array:
+    """``[4, H*W]``: x, y, d, bias for every pixel, row-major.
+
+    ``coords="centered"``: x, y in [-1, 1] (pixel centres span the range), d =
+    sqrt(x² + y²). ``coords="pixel"``, as the paper's Sferes2 code
+    (``phen_grayscale_image.hpp``): x and y are the column and row *indices* of
+    the native ``native_hw`` image (0 … W0-1, 0 … H0-1; another resolution
+    samples the same range), d is still computed from the [-1, 1] coordinates.
+    """
+
+    def span(n, lo, hi):
+        return jnp.linspace(lo, hi, n) if n > 1 else jnp.full((1,), (lo + hi) / 2)
+
+    yy, xx = jnp.meshgrid(
+        span(height, -1.0, 1.0), span(width, -1.0, 1.0), indexing="ij"
+    )
     xx, yy = xx.reshape(-1), yy.reshape(-1)
     d = jnp.sqrt(xx * xx + yy * yy)
+    if coords == "pixel":
+        h0, w0 = native_hw if native_hw is not None else (height, width)
+        yy, xx = jnp.meshgrid(
+            span(height, 0.0, h0 - 1.0), span(width, 0.0, w0 - 1.0), indexing="ij"
+        )
+        xx, yy = xx.reshape(-1), yy.reshape(-1)
+    elif coords != "centered":
+        raise FooljaxError(
+            f"unknown CPPN coords '{coords}' (known: {', '.join(COORDS)})"
+        )
     return jnp.stack([xx, yy, d, jnp.ones_like(xx)]).astype(jnp.float32)
 
 
@@ -326,11 +357,19 @@ def network_outputs(g: Genome, inputs: jax.Array, spec: Spec) -> jax.Array:
 
 def render(g: Genome, height: int, width: int, spec: Spec) -> jax.Array:
     """One genome -> image ``[height, width, C]`` float32 in [0, 1] (C = 1 grey,
-    or 3: the outputs are H, S, V, converted to RGB). Any resolution."""
+    or 3: the outputs are H, S, V, converted to RGB). Any resolution.
+
+    An output ``o`` in [-1, 1] becomes ``(o + 1) / 2`` (``output_map="affine"``)
+    or ``|o|`` (``"abs"``, the Sferes2 code's ``convert_to_color_scale``)."""
     if height <= 0 or width <= 0:
         raise FooljaxError(f"render size must be positive, got {height}x{width}")
-    out = network_outputs(g, coordinates(height, width), spec)
-    chan = jnp.clip((out + 1.0) * 0.5, 0.0, 1.0).T.reshape(height, width, -1)
+    inputs = coordinates(height, width, spec.coords, spec.native_hw)
+    out = network_outputs(g, inputs, spec)
+    if spec.output_map == "abs":
+        out = jnp.abs(out)
+    else:
+        out = (out + 1.0) * 0.5
+    chan = jnp.clip(out, 0.0, 1.0).T.reshape(height, width, -1)
     if spec.num_outputs == 3:
         return jnp.clip(hsv_to_rgb(chan), 0.0, 1.0)
     return chan
@@ -367,6 +406,8 @@ def make_spec(
     weight_rate: float = 0.1,
     weight_eta: float = 15.0,
     activation_rate: float = 0.1,
+    coords: str = "centered",
+    output_map: str = "affine",
 ) -> Spec:
     """Validated static settings; every bad value is one ``FooljaxError``."""
     if len(image_shape) != 3 or min(image_shape) <= 0:
@@ -401,7 +442,18 @@ def make_spec(
             raise FooljaxError(f"cppn {name}={p} is not a probability in [0, 1]")
     if float(weight_eta) < 0:
         raise FooljaxError(f"cppn weight_eta={weight_eta} must be >= 0")
+    if coords not in COORDS:
+        raise FooljaxError(
+            f"unknown CPPN coords '{coords}' (known: {', '.join(COORDS)})"
+        )
+    if output_map not in OUTPUT_MAPS:
+        raise FooljaxError(
+            f"unknown CPPN output_map '{output_map}' (known: {', '.join(OUTPUT_MAPS)})"
+        )
     return Spec(
+        coords=str(coords),
+        output_map=str(output_map),
+        native_hw=(int(image_shape[0]), int(image_shape[1])),
         num_outputs=c,
         max_nodes=max_nodes,
         max_edges=max_edges,

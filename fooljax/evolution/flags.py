@@ -87,6 +87,19 @@ def define_cppn_flags() -> None:
         _S.activation_rate,
         "Per-node probability of redrawing the activation function.",
     )
+    flags.DEFINE_enum(
+        "cppn_coords",
+        _S.coords,
+        list(cppn.COORDS),
+        "CPPN x, y inputs: 'centered' in [-1, 1], or 'pixel' = column/row "
+        "indices as in the paper's Sferes2 code.",
+    )
+    flags.DEFINE_enum(
+        "cppn_output_map",
+        _S.output_map,
+        list(cppn.OUTPUT_MAPS),
+        "Output o -> pixel: 'affine' (o + 1) / 2, or 'abs' |o| as in the Sferes2 code.",
+    )
 
 
 def cppn_options() -> tuple:
@@ -110,4 +123,6 @@ def cppn_options() -> tuple:
         ("weight_rate", f.mutation_rate),
         ("weight_eta", f.mutation_eta),
         ("activation_rate", f.cppn_activation_rate),
+        ("coords", f.cppn_coords),
+        ("output_map", f.cppn_output_map),
     )
