@@ -31,22 +31,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from fooljax.data.cifar10 import CLASSES as CIFAR10_CLASSES
 from fooljax.errors import WeightsError
 from fooljax.models import ModelSpec, register
 from fooljax.models.lenet import max_pool_2x2
-
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 
 # Hyperparticle/one-pixel-attack-keras networks/{lenet,resnet}.py
 HYPERPARTICLE_MEAN = (125.307, 122.95, 113.865)
