@@ -62,6 +62,13 @@ flags.DEFINE_float("crossover_rate", 1.0, "DE crossover rate (1 = none, as the p
 flags.DEFINE_string("early_stop", "threshold", "threshold, success or none.")
 flags.DEFINE_integer("batch_size", 100, "Attacks (image, target pairs) run at once.")
 flags.DEFINE_integer("compact_every", 10, "Generations between batch compactions.")
+flags.DEFINE_integer(
+    "eval_batch",
+    None,
+    "Images per model call (the generation's candidates are evaluated in calls "
+    "of this fixed size); 0 = one call per generation; default: 100 on CPU, "
+    "0 on GPU/TPU.",
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -88,6 +95,7 @@ class OnePixelRunConfig:
     early_stop: str = "threshold"
     batch_size: int = 100
     compact_every: int = 10
+    eval_batch: int | None = None
     seed: int = 0
 
 
@@ -208,6 +216,7 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         crossover_rate=cfg.crossover_rate,
         early_stop=cfg.early_stop,
         compact_every=cfg.compact_every,
+        eval_batch=cfg.eval_batch,
     )
     if cfg.num_images < 1 or cfg.batch_size < 1:
         raise FooljaxError("--num_images and --batch_size must be >= 1")
@@ -292,6 +301,8 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         "population": cfg.population,
         "max_generations": cfg.max_generations,
         "early_stop": cfg.early_stop,
+        "eval_batch": op.resolve_eval_batch(cfg.eval_batch),
+        "device": jax.default_backend(),
         "num_images": int(len(labels)),
         "num_attacks": int(n_rows),
         "first_dataset_index": int(indices[0]),

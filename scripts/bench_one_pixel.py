@@ -12,8 +12,14 @@ stop an image as soon as it is misclassified (``--early_stop=success``, ART's
 rule; ``threshold`` gives fooljax the paper's p < 0.05 rule instead).
 
 Also measures fooljax's limit: the pure forward time of the queries it made
-(the model's throughput on batches of ``num_images x population`` images,
-times the number of queries).
+(the model's best throughput on the ``num_images x population`` images, called
+at once or in calls of ``--eval_batch`` images as the attack does, times the
+number of queries).
+
+``--art_backend=tf`` gives ART the original Keras ``.h5`` model run by
+TensorFlow (needs ``pip install tensorflow-cpu tf_keras``; checked against the
+Flax port), the issue's peer setting; the default gives ART fooljax's own jitted
+forward pass, isolating the search machinery.
 
 The last output line is JSON: ``fooljax_success_rate``, ``art_success_rate``,
 ``fooljax_seconds_per_image`` (warm: compiled functions reused),
@@ -54,8 +60,23 @@ def main():
     ap.add_argument("--max_generations", type=int, default=100)
     ap.add_argument("--early_stop", default="success")
     ap.add_argument("--compact_every", type=int, default=10)
+    ap.add_argument(
+        "--eval_batch",
+        type=int,
+        default=None,
+        help="images per model call inside the attack (default: 100 on CPU, "
+        "0 = one call per generation elsewhere)",
+    )
     ap.add_argument("--art", default="true", choices=["true", "false"])
     ap.add_argument("--art_images", type=int, default=None, help="ART on the first N")
+    ap.add_argument(
+        "--art_backend",
+        default="xla",
+        choices=["xla", "tf"],
+        help="the forward pass ART queries: xla = fooljax's own jitted Flax model "
+        "(isolates the search machinery); tf = the original Keras .h5 model run by "
+        "TensorFlow (needs tensorflow-cpu and tf_keras; the issue's peer setting)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--repeats", type=int, default=2, help="1: time the first (cold) call only"
@@ -104,7 +125,9 @@ def main():
         max_generations=args.max_generations,
         early_stop=args.early_stop,
         compact_every=args.compact_every,
+        eval_batch=args.eval_batch,
     )
+    eval_batch = op.resolve_eval_batch(args.eval_batch)
     key = jax.random.key(args.seed)
     t0 = time.perf_counter()
     res = op.attack(key, probs_fn, clf.params, images, y, config=cfg)
@@ -121,20 +144,40 @@ def main():
         flush=True,
     )
 
-    # the limit: pure forward time of those queries at the attack's batch size
+    # the limit: pure forward time of those queries, the model called on the
+    # whole images x population batch at once, and in calls of eval_batch
+    # images (what the attack does); the faster of the two is the limit
     fwd = jax.jit(probs_fn)
     batch = jnp.asarray(np.repeat(images, args.population, axis=0))
-    fwd(clf.params, batch).block_until_ready()
-    reps, t0 = 0, time.perf_counter()
-    while reps < 2 or time.perf_counter() - t0 < 3.0:
-        fwd(clf.params, batch).block_until_ready()
-        reps += 1
-    per_query = (time.perf_counter() - t0) / (reps * batch.shape[0])
-    forward_seconds = per_query * queries
+
+    def rate(f):
+        f(clf.params, batch).block_until_ready()
+        reps, t0 = 0, time.perf_counter()
+        while reps < 2 or time.perf_counter() - t0 < 3.0:
+            f(clf.params, batch).block_until_ready()
+            reps += 1
+        return reps * batch.shape[0] / (time.perf_counter() - t0)
+
+    rate_one_call = rate(fwd)
+    rate_micro = None
+    if eval_batch and batch.shape[0] % eval_batch == 0:
+        micro = jax.jit(
+            lambda p, x: jax.lax.map(
+                lambda c: probs_fn(p, c), x.reshape(-1, eval_batch, *x.shape[1:])
+            )
+        )
+        rate_micro = rate(micro)
+    best_rate = max(rate_one_call, rate_micro or 0.0)
+    forward_seconds = queries / best_rate
     print(
-        f"forward: {1 / per_query:.0f} images/s at batch {batch.shape[0]}; "
-        f"{forward_seconds:.2f} s for fooljax's queries; attack/forward "
-        f"{warm / forward_seconds:.3f}",
+        f"forward: {rate_one_call:.0f} images/s in one call of {batch.shape[0]}"
+        + (
+            f", {rate_micro:.0f} images/s in calls of {eval_batch}"
+            if rate_micro
+            else ""
+        )
+        + f"; {forward_seconds:.2f} s for fooljax's queries at the faster; "
+        f"attack/forward {warm / forward_seconds:.3f}",
         flush=True,
     )
 
@@ -151,7 +194,10 @@ def main():
         "fooljax_seconds_per_image": warm / n,
         "timed_call": "warm" if args.repeats > 1 else "cold (compilation included)",
         "fooljax_cold_seconds_per_image": cold / n,
-        "forward_images_per_second": 1 / per_query,
+        "eval_batch": eval_batch,
+        "forward_images_per_second": best_rate,
+        "forward_images_per_second_one_call": rate_one_call,
+        "forward_images_per_second_eval_batch": rate_micro,
         "forward_seconds": forward_seconds,
         "attack_over_forward": warm / forward_seconds,
     }
@@ -162,10 +208,21 @@ def main():
 
         counter = {"rows": 0, "calls": 0}
 
-        def predict(x):  # ART hands NHWC float images in 0..255
-            counter["rows"] += len(x)
-            counter["calls"] += 1
-            return np.asarray(fwd(clf.params, jnp.asarray(x, jnp.float32) / 255.0))
+        if args.art_backend == "tf":
+            tf_probs, tf_rate = _keras_forward(args, clf, fwd, images)
+            out.update(art_forward_images_per_second=tf_rate)
+
+            def predict(x):  # ART hands NHWC float images in 0..255
+                counter["rows"] += len(x)
+                counter["calls"] += 1
+                return tf_probs(x)
+
+        else:
+
+            def predict(x):  # ART hands NHWC float images in 0..255
+                counter["rows"] += len(x)
+                counter["calls"] += 1
+                return np.asarray(fwd(clf.params, jnp.asarray(x, jnp.float32) / 255.0))
 
         class WholeBatch(BlackBoxClassifierNeuralNetwork):
             # one model call per DE generation (ART's default splits into 128s)
@@ -207,6 +264,7 @@ def main():
             flush=True,
         )
         out.update(
+            art_backend=args.art_backend,
             art_images=m,
             art_success_rate=float(art_success.mean()),
             art_seconds_per_image=art_secs / m,
@@ -217,6 +275,54 @@ def main():
         )
     sys.stdout.flush()
     print(json.dumps(out, sort_keys=True), flush=True)
+
+
+# Keras preprocessing of the original models (their repos' predict functions)
+_KERAS_MEAN_STD = {
+    "cifar_lenet": ((125.307, 122.95, 113.865), (62.9932, 62.0887, 66.7048)),
+    "cifar_resnet32": ((125.307, 122.95, 113.865), (62.9932, 62.0887, 66.7048)),
+    "cifar_resnet8": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+
+def _keras_forward(args, clf, fwd, images):
+    """The original ``.h5`` model in TensorFlow (tf_keras reads Keras-2 files),
+    with its repo's preprocessing, as a NumPy function of 0..255 images; checked
+    against the Flax port on the benchmark images. Returns it and its
+    throughput (images/s) at ART's call size (the population)."""
+    import tensorflow as tf
+    import tf_keras
+
+    if args.model not in _KERAS_MEAN_STD:
+        raise SystemExit(f"--art_backend=tf: no Keras preprocessing for {args.model}")
+    mean, std = (np.asarray(v, np.float32) for v in _KERAS_MEAN_STD[args.model])
+    keras_model = tf_keras.models.load_model(args.weights, compile=False)
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def probs(x):
+        return keras_model((x - mean) / std, training=False)
+
+    def tf_probs(x):
+        return probs(tf.constant(np.asarray(x, np.float32))).numpy()
+
+    check = images[:16] * 255.0
+    ours = np.asarray(fwd(clf.params, check / 255.0))
+    diff = float(np.abs(tf_probs(check) - ours).max())
+    if diff > 1e-3:
+        raise SystemExit(f"Keras model disagrees with the Flax port: |dp| {diff:.2e}")
+    batch = np.repeat(images[:1] * 255.0, args.population, axis=0)
+    tf_probs(batch)
+    reps, t0 = 0, time.perf_counter()
+    while reps < 3 or time.perf_counter() - t0 < 3.0:
+        tf_probs(batch)
+        reps += 1
+    rate = reps * len(batch) / (time.perf_counter() - t0)
+    print(
+        f"TensorFlow {tf.__version__}: Keras model agrees with the Flax port "
+        f"(|dp| {diff:.1e}); forward {rate:.0f} images/s at batch {len(batch)}",
+        flush=True,
+    )
+    return tf_probs, rate
 
 
 if __name__ == "__main__":

@@ -92,7 +92,13 @@ def test_more_generations_never_worse(tiny):
     assert (p5 <= p0 + 1e-6).all()
 
 
-def test_same_seed_same_result_and_batch_independent(tiny):
+@pytest.mark.parametrize("eval_batch", [None, 0, 3])
+def test_same_seed_same_result_and_batch_independent(tiny, eval_batch):
+    # eval_batch 3 does not divide the population (8): model calls mix images
+    # and the last one of each generation is padded
+    CFG = op.OnePixelConfig(
+        population_size=8, max_generations=4, compact_every=2, eval_batch=eval_batch
+    )
     probs_fn, params, images, labels = tiny
     key = jax.random.key(7)
     a = op.attack(key, probs_fn, params, images, labels, config=CFG)
@@ -214,4 +220,40 @@ def test_bad_target_and_shape():
             np.asarray([0, 1]),
             config=CFG,
             input_shape=(32, 32, 3),
+        )
+
+
+@pytest.mark.parametrize("eval_batch", [1, 3, 8, 16, 100])
+def test_micro_batched_evaluation_matches_one_call(tiny, eval_batch):
+    probs_fn, params, images, _ = tiny
+    rng = np.random.RandomState(1)
+    cands = np.concatenate(
+        [rng.uniform(0, H, (5, 8, 2)), rng.uniform(0, 255, (5, 8, 3))], -1
+    ).astype(np.float32)
+    whole = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 0)
+    micro = op._evaluate(
+        probs_fn, params, jnp.asarray(images), jnp.asarray(cands), eval_batch
+    )
+    assert micro.shape == whole.shape == (5, 8, 3)
+    np.testing.assert_allclose(np.asarray(micro), np.asarray(whole), atol=1e-6)
+    # and each entry is the model on that image with that candidate painted in
+    one = probs_fn(
+        params, op.apply_candidate(jnp.asarray(images[3]), cands[3, 5])[None]
+    )
+    np.testing.assert_allclose(np.asarray(micro[3, 5]), np.asarray(one[0]), atol=1e-6)
+
+
+def test_eval_batch_defaults_and_bad_value():
+    assert op.resolve_eval_batch(None, "cpu") == op.AUTO_EVAL_BATCH_CPU
+    assert op.resolve_eval_batch(None, "gpu") == 0
+    assert op.resolve_eval_batch(None, "tpu") == 0
+    assert op.resolve_eval_batch(40, "gpu") == 40
+    with pytest.raises(FooljaxError, match="eval_batch"):
+        op.attack(
+            jax.random.key(0),
+            _bright_probs,
+            None,
+            np.zeros((2, H, W, 3), np.float32),
+            np.zeros((2,), int),
+            config=op.OnePixelConfig(population_size=8, eval_batch=-1),
         )

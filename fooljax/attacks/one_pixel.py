@@ -63,6 +63,27 @@ class OnePixelConfig:
     colour_mean: float = 128.0
     colour_std: float = 127.0
     compact_every: int = 10  # generations per compiled chunk; 0 = one chunk
+    # model calls of fixed size: the images x population candidates of a
+    # generation are painted and evaluated ``eval_batch`` at a time (lax.map);
+    # 0 = one call on the whole working batch; None = auto (CPU: 100, which
+    # keeps the activations in cache, measured 1.5-1.9x the throughput of one
+    # 40,000-image call; GPU/TPU: 0, one large call)
+    eval_batch: int | None = None
+
+
+AUTO_EVAL_BATCH_CPU = 100
+
+
+def resolve_eval_batch(eval_batch: int | None, backend: str | None = None) -> int:
+    """``eval_batch`` with ``None`` replaced by the backend's default."""
+    if eval_batch is None:
+        backend = backend or jax.default_backend()
+        return AUTO_EVAL_BATCH_CPU if backend == "cpu" else 0
+    if eval_batch < 0:
+        raise FooljaxError(
+            f"eval_batch must be >= 0 (0 = whole batch), got {eval_batch}"
+        )
+    return int(eval_batch)
 
 
 class OnePixelResult(NamedTuple):
@@ -160,14 +181,39 @@ class _Carry(NamedTuple):
     queries: jax.Array  # [B] int32
 
 
-def _evaluate(probs_fn, params, images, candidates):
-    """``images [B, H, W, C]``, ``candidates [B, P, D]`` -> probs ``[B, P, K]``."""
+def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0):
+    """``images [B, H, W, C]``, ``candidates [B, P, D]`` -> probs ``[B, P, K]``.
+
+    ``eval_batch > 0``: the ``B * P`` (image, candidate) pairs are painted and
+    evaluated in consecutive calls of exactly ``eval_batch`` images (the last
+    one padded with copies of the first pair), so each candidate's
+    probabilities do not depend on the working-batch size."""
     b, p = candidates.shape[:2]
-    perturbed = jax.vmap(
-        lambda img, cands: jax.vmap(lambda cand: apply_candidate(img, cand))(cands)
-    )(images, candidates)
-    probs = probs_fn(params, perturbed.reshape(b * p, *images.shape[1:]))
-    return probs.reshape(b, p, -1)
+    if not eval_batch:
+        perturbed = jax.vmap(
+            lambda img, cands: jax.vmap(lambda cand: apply_candidate(img, cand))(cands)
+        )(images, candidates)
+        probs = probs_fn(params, perturbed.reshape(b * p, *images.shape[1:]))
+        return probs.reshape(b, p, -1)
+    n = b * p
+    m = -(-n // eval_batch) * eval_batch
+    cands = candidates.reshape(n, -1)
+    owner = jnp.repeat(jnp.arange(b, dtype=jnp.int32), p)
+    if m > n:
+        cands = jnp.concatenate(
+            [cands, jnp.broadcast_to(cands[:1], (m - n,) + cands.shape[1:])]
+        )
+        owner = jnp.concatenate([owner, jnp.zeros((m - n,), jnp.int32)])
+
+    def one_call(chunk):
+        idx, cs = chunk
+        return probs_fn(params, jax.vmap(apply_candidate)(images[idx], cs))
+
+    probs = jax.lax.map(
+        one_call,
+        (owner.reshape(-1, eval_batch), cands.reshape(-1, eval_batch, cands.shape[-1])),
+    )
+    return probs.reshape(m, -1)[:n].reshape(b, p, -1)
 
 
 @functools.partial(jax.jit, static_argnames=("probs_fn", "config", "targeted"))
@@ -178,7 +224,7 @@ def _init_batch(
     pop = jax.vmap(
         lambda k: initial_population(jax.random.fold_in(k, 0), images.shape[1:], config)
     )(image_keys)
-    probs = _evaluate(probs_fn, params, images, pop)
+    probs = _evaluate(probs_fn, params, images, pop, config.eval_batch)
     fit = _fitness(probs, labels, targets, targeted)
     state = jax.vmap(de.init, in_axes=(0, 0, None))(pop, fit, box)
     best = jnp.take_along_axis(probs, jnp.argmax(fit, 1)[:, None, None], 1)[:, 0]
@@ -226,7 +272,7 @@ def _run_chunk(
         gen = c.state.generation[0] + 1  # 1-based; 0 keyed the initial population
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(image_keys, gen)
         trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.state, box)
-        probs = _evaluate(probs_fn, params, images, trials)
+        probs = _evaluate(probs_fn, params, images, trials, config.eval_batch)
         fit = _fitness(probs, labels, targets, targeted)
         new_state = jax.vmap(de.tell, in_axes=(0, 0, 0, None))(
             trials, fit, c.state, box
@@ -378,7 +424,12 @@ def attack(
     labels_j, targets_j = jnp.asarray(labels_np), jnp.asarray(targets_np)
     # fields the compiled code does not read are normalised, so runs that
     # differ only in budget or chunking share the compiled functions
-    kernel_cfg = dataclasses.replace(config, max_generations=0, compact_every=0)
+    kernel_cfg = dataclasses.replace(
+        config,
+        max_generations=0,
+        compact_every=0,
+        eval_batch=resolve_eval_batch(config.eval_batch),
+    )
 
     carry = _init_batch(
         probs_fn,
