@@ -257,3 +257,29 @@ def test_eval_batch_defaults_and_bad_value():
             np.zeros((2,), int),
             config=op.OnePixelConfig(population_size=8, eval_batch=-1),
         )
+
+
+def test_calls_of_stopped_images_are_skipped(tiny):
+    probs_fn, params, images, _ = tiny
+    rng = np.random.RandomState(2)
+    cands = np.concatenate(
+        [rng.uniform(0, H, (5, 8, 2)), rng.uniform(0, 255, (5, 8, 3))], -1
+    ).astype(np.float32)
+    active = jnp.asarray([True, False, True, False, False])
+    whole = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 0)
+    micro = op._evaluate(
+        probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 8, active
+    )
+    np.testing.assert_allclose(
+        np.asarray(micro)[[0, 2]], np.asarray(whole)[[0, 2]], atol=1e-6
+    )
+    np.testing.assert_array_equal(np.asarray(micro)[[1, 3, 4]], 0.0)
+    # a call holding an active image's candidates is made whole (calls of 3 mix
+    # images 0 and 1): image 1's rows in that call are real probabilities
+    mixed = np.asarray(
+        op._evaluate(
+            probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 3, active
+        )
+    )
+    np.testing.assert_allclose(mixed[1, :1], np.asarray(whole)[1, :1], atol=1e-6)
+    np.testing.assert_array_equal(mixed[3, 3:], 0.0)

@@ -181,13 +181,15 @@ class _Carry(NamedTuple):
     queries: jax.Array  # [B] int32
 
 
-def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0):
+def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0, active=None):
     """``images [B, H, W, C]``, ``candidates [B, P, D]`` -> probs ``[B, P, K]``.
 
     ``eval_batch > 0``: the ``B * P`` (image, candidate) pairs are painted and
     evaluated in consecutive calls of exactly ``eval_batch`` images (the last
     one padded with copies of the first pair), so each candidate's
-    probabilities do not depend on the working-batch size."""
+    probabilities do not depend on the working-batch size. With ``active [B]``
+    given, a call whose images are all inactive (stopped, or padding) is skipped
+    (``lax.cond``; its rows are 0): no forward passes for finished attacks."""
     b, p = candidates.shape[:2]
     if not eval_batch:
         perturbed = jax.vmap(
@@ -209,10 +211,24 @@ def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0):
         idx, cs = chunk
         return probs_fn(params, jax.vmap(apply_candidate)(images[idx], cs))
 
-    probs = jax.lax.map(
-        one_call,
-        (owner.reshape(-1, eval_batch), cands.reshape(-1, eval_batch, cands.shape[-1])),
+    chunks = (
+        owner.reshape(-1, eval_batch),
+        cands.reshape(-1, eval_batch, cands.shape[-1]),
     )
+    if active is None:
+        probs = jax.lax.map(one_call, chunks)
+    else:
+        out = jax.eval_shape(one_call, jax.tree_util.tree_map(lambda a: a[0], chunks))
+
+        def maybe_call(chunk):
+            return jax.lax.cond(
+                jnp.any(active[chunk[0]]),
+                one_call,
+                lambda _: jnp.zeros(out.shape, out.dtype),
+                chunk,
+            )
+
+        probs = jax.lax.map(maybe_call, chunks)
     return probs.reshape(m, -1)[:n].reshape(b, p, -1)
 
 
@@ -272,7 +288,7 @@ def _run_chunk(
         gen = c.state.generation[0] + 1  # 1-based; 0 keyed the initial population
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(image_keys, gen)
         trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.state, box)
-        probs = _evaluate(probs_fn, params, images, trials, config.eval_batch)
+        probs = _evaluate(probs_fn, params, images, trials, config.eval_batch, c.active)
         fit = _fitness(probs, labels, targets, targeted)
         new_state = jax.vmap(de.tell, in_axes=(0, 0, 0, None))(
             trials, fit, c.state, box
