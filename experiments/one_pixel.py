@@ -228,6 +228,7 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         )
     if cfg.early_stop not in op.EARLY_STOP_MODES:
         raise FooljaxError(f"--early_stop must be one of {op.EARLY_STOP_MODES}")
+    op.resolve_eval_batch(cfg.eval_batch)  # --eval_batch < 0: clear error, exit 2
     clf = models.load_classifier(cfg.model, cfg.weights)
     h, w, _ = clf.input_shape
     if cfg.pixels > h * w:

@@ -277,14 +277,6 @@ def main():
     print(json.dumps(out, sort_keys=True), flush=True)
 
 
-# Keras preprocessing of the original models (their repos' predict functions)
-_KERAS_MEAN_STD = {
-    "cifar_lenet": ((125.307, 122.95, 113.865), (62.9932, 62.0887, 66.7048)),
-    "cifar_resnet32": ((125.307, 122.95, 113.865), (62.9932, 62.0887, 66.7048)),
-    "cifar_resnet8": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
-
-
 def _keras_forward(args, clf, fwd, images):
     """The original ``.h5`` model in TensorFlow (tf_keras reads Keras-2 files),
     with its repo's preprocessing, as a NumPy function of 0..255 images; checked
@@ -293,9 +285,17 @@ def _keras_forward(args, clf, fwd, images):
     import tensorflow as tf
     import tf_keras
 
-    if args.model not in _KERAS_MEAN_STD:
+    from fooljax.models.keras_cifar import HYPERPARTICLE_MEAN, HYPERPARTICLE_STD
+
+    # the original models' preprocessing (their repos' predict functions)
+    mean_std = {
+        "cifar_lenet": (HYPERPARTICLE_MEAN, HYPERPARTICLE_STD),
+        "cifar_resnet32": (HYPERPARTICLE_MEAN, HYPERPARTICLE_STD),
+        "cifar_resnet8": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # raw 0..255
+    }
+    if args.model not in mean_std:
         raise SystemExit(f"--art_backend=tf: no Keras preprocessing for {args.model}")
-    mean, std = (np.asarray(v, np.float32) for v in _KERAS_MEAN_STD[args.model])
+    mean, std = (np.asarray(v, np.float32) for v in mean_std[args.model])
     keras_model = tf_keras.models.load_model(args.weights, compile=False)
 
     @tf.function(jit_compile=False, reduce_retracing=True)

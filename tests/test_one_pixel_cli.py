@@ -30,6 +30,7 @@ def test_bad_pixel_count_exits_2(tmp_path):
         (dict(pixels=0), "pixel count"),
         (dict(population=3), "population"),
         (dict(early_stop="later"), "early_stop"),
+        (dict(eval_batch=-1), "eval_batch"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, kw, message):
@@ -37,6 +38,7 @@ def test_bad_config_is_one_clear_error(tmp_path, kw, message):
 
     with pytest.raises(FooljaxError, match=message):
         run(OnePixelRunConfig(weights="init", **kw), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()  # nothing written for a bad config
 
 
 def test_tiny_real_run_refuses_clobber_and_resumes(data_root, tmp_path):
