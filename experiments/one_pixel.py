@@ -69,6 +69,13 @@ flags.DEFINE_integer(
     "of this fixed size); 0 = one call per generation; default: 100 on CPU, "
     "0 on GPU/TPU.",
 )
+flags.DEFINE_bool(
+    "memoize",
+    True,
+    "Reuse the probabilities of a trial that paints the same pixels as a current "
+    "population member or an earlier trial (exact; fewer model queries). Needs "
+    "eval_batch > 0.",
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -96,6 +103,7 @@ class OnePixelRunConfig:
     batch_size: int = 100
     compact_every: int = 10
     eval_batch: int | None = None
+    memoize: bool = True
     seed: int = 0
 
 
@@ -217,6 +225,7 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         early_stop=cfg.early_stop,
         compact_every=cfg.compact_every,
         eval_batch=cfg.eval_batch,
+        memoize=cfg.memoize,
     )
     if cfg.num_images < 1 or cfg.batch_size < 1:
         raise FooljaxError("--num_images and --batch_size must be >= 1")
@@ -303,6 +312,7 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         "max_generations": cfg.max_generations,
         "early_stop": cfg.early_stop,
         "eval_batch": op.resolve_eval_batch(cfg.eval_batch),
+        "memoize": cfg.memoize,
         "device": jax.default_backend(),
         "num_images": int(len(labels)),
         "num_attacks": int(n_rows),

@@ -67,6 +67,13 @@ def main():
         help="images per model call inside the attack (default: 100 on CPU, "
         "0 = one call per generation elsewhere)",
     )
+    ap.add_argument(
+        "--memoize",
+        default="true",
+        choices=["true", "false"],
+        help="fooljax reuses the probabilities of trials that paint the same "
+        "pixels as a population member or an earlier trial (exact)",
+    )
     ap.add_argument("--art", default="true", choices=["true", "false"])
     ap.add_argument("--art_images", type=int, default=None, help="ART on the first N")
     ap.add_argument(
@@ -126,6 +133,7 @@ def main():
         early_stop=args.early_stop,
         compact_every=args.compact_every,
         eval_batch=args.eval_batch,
+        memoize=args.memoize == "true",
     )
     eval_batch = op.resolve_eval_batch(args.eval_batch)
     key = jax.random.key(args.seed)
@@ -195,6 +203,7 @@ def main():
         "timed_call": "warm" if args.repeats > 1 else "cold (compilation included)",
         "fooljax_cold_seconds_per_image": cold / n,
         "eval_batch": eval_batch,
+        "memoize": cfg.memoize,
         "forward_images_per_second": best_rate,
         "forward_images_per_second_one_call": rate_one_call,
         "forward_images_per_second_eval_batch": rate_micro,

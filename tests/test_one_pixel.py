@@ -1,5 +1,7 @@
 """One pixel attack on tiny shapes: 8x8 images, population 8, a tiny Flax model."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -69,7 +71,8 @@ def test_result_is_consistent(tiny):
     assert r.adversarial_images.shape == images.shape
     assert r.candidates.shape == (b, 2, 5)
     np.testing.assert_array_equal(r.generations, 3)
-    np.testing.assert_array_equal(r.queries, 8 * 4)
+    # the initial population and each generation's new painted images
+    assert ((8 <= r.queries) & (r.queries <= 8 * 4)).all()
     changed = (r.adversarial_images != images).any(-1).sum(axis=(1, 2))
     assert (changed <= 2).all()
     # reported probabilities are the model's output on the returned images
@@ -92,12 +95,19 @@ def test_more_generations_never_worse(tiny):
     assert (p5 <= p0 + 1e-6).all()
 
 
-@pytest.mark.parametrize("eval_batch", [None, 0, 3])
-def test_same_seed_same_result_and_batch_independent(tiny, eval_batch):
+@pytest.mark.parametrize(
+    "eval_batch, memoize", [(None, True), (0, True), (3, True), (3, False)]
+)
+def test_same_seed_same_result_and_batch_independent(tiny, eval_batch, memoize):
     # eval_batch 3 does not divide the population (8): model calls mix images
-    # and the last one of each generation is padded
+    # and the last one of each generation is padded; with memoize, the calls
+    # pack the new trials of all images
     CFG = op.OnePixelConfig(
-        population_size=8, max_generations=4, compact_every=2, eval_batch=eval_batch
+        population_size=8,
+        max_generations=12,
+        compact_every=2,
+        eval_batch=eval_batch,
+        memoize=memoize,
     )
     probs_fn, params, images, labels = tiny
     key = jax.random.key(7)
@@ -283,3 +293,90 @@ def test_calls_of_stopped_images_are_skipped(tiny):
     )
     np.testing.assert_allclose(mixed[1, :1], np.asarray(whole)[1, :1], atol=1e-6)
     np.testing.assert_array_equal(mixed[3, 3:], 0.0)
+
+
+def _rand_cands(rng, shape, pos_hi=H, colours=(0.0, 255.0)):
+    """Candidates with integer cells/colours drawn from few values, jittered
+    within their rounding cells (so different vectors paint the same pixels)."""
+    pos = rng.randint(0, pos_hi, shape + (2,)) + rng.uniform(0.05, 0.95, shape + (2,))
+    col = rng.choice(np.asarray(colours), shape + (3,))
+    col = col + rng.uniform(-0.45, 0.45, col.shape)
+    return np.concatenate([pos, np.clip(col, 0, 255)], -1).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_pixel_keys_name_the_painted_image(k):
+    rng = np.random.RandomState(3)
+    img = jnp.asarray(rng.uniform(0, 1, (H, W, 3)).astype(np.float32))
+    # few positions and colours: many different vectors paint the same image
+    cands = _rand_cands(rng, (60, k), pos_hi=2, colours=(0.0, 255.0))
+    cands = cands.reshape(60, -1)
+    cands[30:] = cands[:30] + rng.uniform(-0.04, 0.04, cands[:30].shape)
+    keys = np.asarray(op.pixel_keys(jnp.asarray(cands), (H, W, 3)))
+    assert keys.shape == (60, 2 * k) and keys.dtype == np.int32
+    painted = np.asarray(jax.vmap(op.apply_candidate, (None, 0))(img, cands))
+    same_key = (keys[:, None] == keys[None]).all(-1)
+    same_img = (painted[:, None] == painted[None]).all((2, 3, 4))
+    assert (same_img | ~same_key).all()  # equal keys => equal images
+    assert same_key.sum() > 60  # the test does exercise collisions
+    if k == 1:  # one pixel: the converse holds too, but for repaints of a colour
+        assert (same_key | ~same_img).all()
+    grey = op.pixel_keys(jnp.asarray(np.asarray([[1.2, 0.9, 7.6]])), (H, W, 1))
+    np.testing.assert_array_equal(np.asarray(grey), [[1, 8]])  # y * W + x, colour
+
+
+def test_memoised_evaluation_reuses_members_and_earlier_trials(tiny):
+    probs_fn, params, images, _ = tiny
+    rng = np.random.RandomState(4)
+    many = np.arange(256.0)  # (chance duplicates: negligible)
+    pop = _rand_cands(rng, (5, 8, 1), colours=many).reshape(5, 8, 5)
+    trials = _rand_cands(rng, (5, 8, 1), colours=many).reshape(5, 8, 5)
+    trials[:, 1] = pop[:, 6] + 0.01  # same pixels as a member (rounding)
+    trials[:, 5] = trials[:, 2]  # same as an earlier trial
+    trials[:, 7] = pop[:, 0]
+    active = jnp.asarray([True, True, False, True, True])
+    pop_probs = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(pop), 0)
+    whole = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(trials), 0)
+    for eval_batch in (1, 3, 40):
+        probs, new = op._evaluate_memo(
+            probs_fn,
+            params,
+            jnp.asarray(images),
+            jnp.asarray(trials),
+            jnp.asarray(pop),
+            pop_probs,
+            active,
+            eval_batch,
+        )
+        new = np.asarray(new)
+        expect = np.ones((5, 8), bool)
+        expect[:, [1, 5, 7]] = False
+        expect[2] = False  # inactive image: nothing queried
+        np.testing.assert_array_equal(new, expect)
+        keep = np.asarray(active)
+        np.testing.assert_allclose(
+            np.asarray(probs)[keep], np.asarray(whole)[keep], rtol=0, atol=1e-6
+        )
+
+
+def test_memoise_changes_queries_only(tiny):
+    probs_fn, params, images, labels = tiny
+    cfg = op.OnePixelConfig(
+        population_size=8, max_generations=30, early_stop="none", eval_batch=3
+    )
+    key = jax.random.key(5)
+    on = op.attack(key, probs_fn, params, images, labels, config=cfg)
+    off = op.attack(
+        key,
+        probs_fn,
+        params,
+        images,
+        labels,
+        config=dataclasses.replace(cfg, memoize=False),
+    )
+    for f in on._fields:
+        if f != "queries":
+            np.testing.assert_array_equal(getattr(on, f), getattr(off, f))
+    np.testing.assert_array_equal(off.queries, 8 * 31)
+    assert (on.queries <= off.queries).all() and on.queries.sum() < off.queries.sum()
+    assert (on.queries >= 8).all()  # the initial population is always queried

@@ -71,6 +71,13 @@ class OnePixelConfig:
     # keeps the activations in cache: resnet32 1.6x the throughput of one
     # 4,000-image call on XLA:CPU, lenet within 8 %; GPU/TPU: 0, one call)
     eval_batch: int | None = None
+    # a trial that paints the same pixels as a current member of its image's
+    # population, or as an earlier trial of the same generation, reuses those
+    # probabilities instead of querying the model (exact: same image, same
+    # output). The remaining trials of all images are packed into the calls of
+    # ``eval_batch`` images; ``queries`` counts only the model evaluations made.
+    # Needs ``eval_batch > 0`` (with one call per generation nothing is skipped).
+    memoize: bool = True
 
 
 AUTO_EVAL_BATCH_CPU = 100
@@ -218,20 +225,107 @@ def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0, active=
         cands.reshape(-1, eval_batch, cands.shape[-1]),
     )
     if active is None:
-        probs = jax.lax.map(one_call, chunks)
-    else:
-        out = jax.eval_shape(one_call, jax.tree_util.tree_map(lambda a: a[0], chunks))
+        active = jnp.ones((b,), bool)
+    out = jax.eval_shape(one_call, jax.tree_util.tree_map(lambda a: a[0], chunks))
 
-        def maybe_call(chunk):
-            return jax.lax.cond(
-                jnp.any(active[chunk[0]]),
-                one_call,
-                lambda _: jnp.zeros(out.shape, out.dtype),
-                chunk,
-            )
+    def maybe_call(chunk):
+        # (lax.cond also runs the call ~2x faster on XLA:CPU than the same code
+        # straight in the loop body: 119 vs 270 ms for 6,800 lenet candidates)
+        return jax.lax.cond(
+            jnp.any(active[chunk[0]]),
+            one_call,
+            lambda _: jnp.zeros(out.shape, out.dtype),
+            chunk,
+        )
 
-        probs = jax.lax.map(maybe_call, chunks)
+    probs = jax.lax.map(maybe_call, chunks)
     return probs.reshape(m, -1)[:n].reshape(b, p, -1)
+
+
+def pixel_keys(candidates: jax.Array, image_shape) -> jax.Array:
+    """``[..., k (2 + C)]`` -> ``[..., Q]`` int32 naming exactly what
+    ``apply_candidate`` paints: per pixel its index ``y * W + x`` and its 8-bit
+    colours packed three to an int32. Equal keys => equal perturbed images."""
+    h, w, c = image_shape
+    pix = candidates.reshape(candidates.shape[:-1] + (-1, 2 + c))
+    xs = jnp.clip(jnp.floor(pix[..., 0]).astype(jnp.int32), 0, w - 1)
+    ys = jnp.clip(jnp.floor(pix[..., 1]).astype(jnp.int32), 0, h - 1)
+    col = jnp.round(jnp.clip(pix[..., 2:], 0.0, 255.0)).astype(jnp.int32)
+    pad = -c % 3
+    if pad:
+        col = jnp.concatenate([col, jnp.zeros(col.shape[:-1] + (pad,), jnp.int32)], -1)
+    col = col.reshape(col.shape[:-1] + (-1, 3))
+    packed = col[..., 0] | (col[..., 1] << 8) | (col[..., 2] << 16)
+    keys = jnp.concatenate([(ys * w + xs)[..., None], packed], -1)
+    return keys.reshape(keys.shape[:-2] + (-1,))
+
+
+def _duplicate_sources(trial_keys: jax.Array, pop_keys: jax.Array):
+    """One image: ``trial_keys, pop_keys [P, Q]`` -> ``(dup [P] bool, src [P])``.
+
+    ``src`` indexes ``concat([population, trials])``: the first member, else
+    the first earlier trial, with the same key. A trial's source is never a
+    duplicate itself (a duplicate's own source would match first)."""
+    p = trial_keys.shape[0]
+    pool = jnp.concatenate([pop_keys, trial_keys], 0)  # [2P, Q]
+    eq = jnp.ones((p, 2 * p), bool)
+    for q in range(trial_keys.shape[-1]):  # static, Q = k (1 + ceil(C / 3))
+        eq = eq & (trial_keys[:, q, None] == pool[None, :, q])
+    earlier = jnp.arange(p)[None, :] < jnp.arange(p)[:, None]  # trial j' < j
+    eq = eq & jnp.concatenate([jnp.ones((p, p), bool), earlier], 1)
+    return jnp.any(eq, -1), jnp.argmax(eq, -1)
+
+
+def _evaluate_memo(
+    probs_fn, params, images, trials, population, pop_probs, active, eval_batch: int
+):
+    """Like ``_evaluate`` but only the *new* painted images are queried.
+
+    ``trials, population [B, P, D]``, ``pop_probs [B, P, K]``, ``active [B]``.
+    Trials of active images that are not duplicates (``_duplicate_sources``)
+    are packed, in a fixed order, into calls of exactly ``eval_batch`` images
+    (a while loop runs only as many calls as needed); duplicates copy their
+    source's probabilities. Returns ``(probs [B, P, K], new [B, P] bool)``.
+    Results equal ``_evaluate``'s when the model's output for an image does not
+    depend on its row in the call (XLA:CPU: bit-identical, tested)."""
+    b, p, d = trials.shape
+    shape = images.shape[1:]
+    dup, src = jax.vmap(_duplicate_sources)(
+        pixel_keys(trials, shape), pixel_keys(population, shape)
+    )
+    new = active[:, None] & ~dup
+    n = b * p
+    m = -(-n // eval_batch) * eval_batch
+    flat_new = new.reshape(n)
+    order = jnp.argsort(~flat_new, stable=True).astype(jnp.int32)  # new ones first
+    order = jnp.concatenate([order, jnp.zeros((m - n,), jnp.int32)])
+    cands = trials.reshape(n, d)
+
+    def one_call(idx):
+        return probs_fn(params, jax.vmap(apply_candidate)(images[idx // p], cands[idx]))
+
+    out = jax.eval_shape(one_call, order[:eval_batch])
+    num_calls = -(-jnp.sum(flat_new, dtype=jnp.int32) // eval_batch)
+
+    def maybe_call(i):
+        # (in lax.cond: ~2x faster on XLA:CPU, see _evaluate)
+        return jax.lax.cond(
+            i < num_calls,
+            one_call,
+            lambda _: jnp.zeros(out.shape, out.dtype),
+            jax.lax.dynamic_slice(order, (i * eval_batch,), (eval_batch,)),
+        )
+
+    buf = jax.lax.map(maybe_call, jnp.arange(m // eval_batch)).reshape(m, -1)
+    computed = jnp.zeros((n,) + out.shape[1:], out.dtype).at[order[:n]].set(buf[:n])
+    computed = computed.reshape(b, p, -1)
+    pool = jnp.concatenate([pop_probs, computed], 1)  # [B, 2P, K]
+    copied = jnp.take_along_axis(pool, src[..., None], 1)
+    return jnp.where(dup[..., None], copied, computed), new
+
+
+def _uses_memo(config: OnePixelConfig) -> bool:
+    return bool(config.memoize and config.eval_batch)
 
 
 @functools.partial(jax.jit, static_argnames=("probs_fn", "config", "targeted"))
@@ -290,7 +384,23 @@ def _run_chunk(
         gen = c.state.generation[0] + 1  # 1-based; 0 keyed the initial population
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(image_keys, gen)
         trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.state, box)
-        probs = _evaluate(probs_fn, params, images, trials, config.eval_batch, c.active)
+        if _uses_memo(config):
+            probs, new = _evaluate_memo(
+                probs_fn,
+                params,
+                images,
+                trials,
+                c.state.population,
+                c.pop_probs,
+                c.active,
+                config.eval_batch,
+            )
+            spent = jnp.sum(new, axis=1, dtype=jnp.int32)
+        else:
+            probs = _evaluate(
+                probs_fn, params, images, trials, config.eval_batch, c.active
+            )
+            spent = c.active.astype(jnp.int32) * config.population_size
         fit = _fitness(probs, labels, targets, targeted)
         new_state = jax.vmap(de.tell, in_axes=(0, 0, 0, None))(
             trials, fit, c.state, box
@@ -316,7 +426,7 @@ def _run_chunk(
             pop_probs=pop_probs,
             active=act & ~stopped,
             generations=c.generations + act.astype(jnp.int32),
-            queries=c.queries + act.astype(jnp.int32) * config.population_size,
+            queries=c.queries + spent,
         )
 
     return jax.lax.while_loop(cond, body, carry)
