@@ -1,5 +1,6 @@
 """experiments.one_pixel: bad flags exit 2; a tiny real run, refusal, resume."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -78,3 +79,9 @@ def test_tiny_real_run_refuses_clobber_and_resumes(data_root, tmp_path):
     s2 = run(cfg, wd)
     for k in ("success_rate", "mean_queries", "classes_per_image"):
         assert s2[k] == s[k]
+    assert s["memoize"] is True
+    # memoisation off: the same attacks, at least as many queries
+    s3 = run(dataclasses.replace(cfg, memoize=False), str(tmp_path / "plain"))
+    assert s3["memoize"] is False and s3["success_rate"] == s["success_rate"]
+    assert s3["mean_adversarial_confidence"] == s["mean_adversarial_confidence"]
+    assert s3["mean_queries"] >= s["mean_queries"]
