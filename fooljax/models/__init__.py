@@ -268,6 +268,7 @@ def load_classifier(
 
 # Model families register themselves in their own modules (keep this last).
 from fooljax.models import alexnet as _alexnet  # noqa: E402,F401
+from fooljax.models import cifar_nets as _cifar_nets  # noqa: E402,F401
 from fooljax.models import keras_cifar as _keras_cifar  # noqa: E402,F401
 from fooljax.models import mlp as _mlp  # noqa: E402,F401
 from fooljax.models import mobilenet as _mobilenet  # noqa: E402,F401
