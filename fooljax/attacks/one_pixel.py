@@ -22,6 +22,12 @@ Between chunks of generations (``compact_every``) the host drops stopped images
 from the batch (padded to quarter-octave sizes to bound recompilation), so late
 generations do not pay forward passes for finished images.
 
+Memoised queries (``memoize=True``, needs ``eval_batch > 0``): once DE's
+population collapses most trials paint exactly the pixels of a current member
+or of an earlier trial; those reuse the known probabilities, and only the new
+images of all attacks are packed into the model calls. Exact: the results are
+those of querying everything; ``queries`` counts the evaluations made.
+
 Reproducibility: image ``i``'s key is ``fold_in(key, image_index[i])`` and its
 generation ``g`` key ``fold_in(image_key, g)``; nothing else couples images, so
 results do not depend on which images share a batch or how it is compacted
