@@ -296,8 +296,10 @@ def _evaluate_memo(
     depend on its row in the call (XLA:CPU: bit-identical, tested)."""
     b, p, d = trials.shape
     shape = images.shape[1:]
-    dup, src = jax.vmap(_duplicate_sources)(
-        pixel_keys(trials, shape), pixel_keys(population, shape)
+    # one image at a time: the [P, 2P] comparison stays small for big populations
+    dup, src = jax.lax.map(
+        lambda kp: _duplicate_sources(*kp),
+        (pixel_keys(trials, shape), pixel_keys(population, shape)),
     )
     new = active[:, None] & ~dup
     n = b * p
