@@ -290,7 +290,7 @@ def _evaluate_memo(
     ``trials, population [B, P, D]``, ``pop_probs [B, P, K]``, ``active [B]``.
     Trials of active images that are not duplicates (``_duplicate_sources``)
     are packed, in a fixed order, into calls of exactly ``eval_batch`` images
-    (a while loop runs only as many calls as needed); duplicates copy their
+    (calls past the last new trial are skipped by ``lax.cond``); duplicates copy their
     source's probabilities. Returns ``(probs [B, P, K], new [B, P] bool)``.
     Results equal ``_evaluate``'s when the model's output for an image does not
     depend on its row in the call (XLA:CPU: bit-identical, tested)."""

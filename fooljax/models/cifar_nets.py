@@ -4,8 +4,9 @@
 2015), one of the three networks Su, Vargas and Sakurai attack (their
 "All conv."): 3x3 convs 96-96-96/2, 192-192-192/2, 3x3 192 (valid), 1x1 192,
 1x1 10, global average pool. Differences from the original, stated in
-BUILD_NOTES.md: no dropout (fooljax's training step is deterministic) and the
-input is standardised per channel inside the module instead of ZCA whitening.
+BUILD_NOTES.md: no dropout (fooljax's training step is deterministic), the
+input is standardised per channel inside the module instead of ZCA whitening,
+and the last 1x1 conv has no ReLU (its outputs are the logits).
 Images ``[B, 32, 32, 3]`` in [0, 1] -> logits ``[B, 10]``.
 
 Train: ``python -m experiments.train_classifier
