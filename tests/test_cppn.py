@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fooljax import encodings
 from fooljax.encodings import cppn
 from fooljax.errors import FooljaxError
 
@@ -284,7 +285,5 @@ def test_bad_shapes_and_render_sizes():
     for h, w in ((0, 8), (8, -1)):
         with pytest.raises(FooljaxError, match="render size must be positive"):
             extra["render_fn"](g, h, w)
-    from fooljax.evolution.setup import make_encoding
-
     with pytest.raises(FooljaxError, match="unknown CPPN activation"):
-        make_encoding("cppn", (8, 8, 1), options={"activations": ("tanh",)})
+        encodings.make_encoding("cppn", (8, 8, 1), options={"activations": ("tanh",)})

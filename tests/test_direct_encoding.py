@@ -6,8 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fooljax.encodings import direct
-from fooljax.evolution.setup import mutation_rate
+from fooljax.encodings import direct, mutation_rate
 
 
 @settings(max_examples=25, deadline=None)

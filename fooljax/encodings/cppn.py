@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from fooljax.encodings.base import Encoding
 from fooljax.encodings.direct import hsv_to_rgb, polynomial_mutation
 from fooljax.errors import FooljaxError
 
@@ -469,13 +470,11 @@ OPTIONS = tuple(
 
 
 def make_encoding(image_shape: Sequence[int], **options):
-    """``(map_elites.Encoding, extra)`` for images of ``image_shape`` (H, W, C).
+    """``(Encoding, extra)`` for images of ``image_shape`` (H, W, C).
 
     ``options``: see ``make_spec``. ``extra``: ``spec`` and ``render_fn(genome,
     height, width)`` for any resolution.
     """
-    from fooljax.evolution.map_elites import Encoding
-
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise FooljaxError(

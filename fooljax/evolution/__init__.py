@@ -1,9 +1,9 @@
-"""Evolutionary search: MAP-Elites over classes and the shared experiment runner."""
+"""Evolutionary search: MAP-Elites over classes and differential evolution."""
 
+from fooljax.encodings import Encoding
 from fooljax.evolution import map_elites
 from fooljax.evolution.map_elites import (
     Archive,
-    Encoding,
     MapElitesState,
     log_probs_from,
     make_run_chunk,

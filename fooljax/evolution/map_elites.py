@@ -18,29 +18,19 @@ mapped to ``-inf`` so it never enters the archive. Keys: generation ``g`` uses
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.sharding import NamedSharding, PartitionSpec
+
+from fooljax.encodings.base import Encoding
+from fooljax.errors import FooljaxError
 
 THRESHOLDS = (0.99, 0.9999)
-
-
-class Encoding(NamedTuple):
-    """How genomes are made, varied and turned into images (one individual each).
-
-    ``init(key) -> genome``; ``mutate(key, genome, generation) -> genome``;
-    ``crossover(key, genome, other) -> genome`` or None; ``decode(genome) ->
-    image [H, W, C] in [0, 1]``. Genomes may be any fixed-shape pytree.
-    """
-
-    init: Callable[[jax.Array], Any]
-    mutate: Callable[[jax.Array, Any, jax.Array], Any]
-    decode: Callable[[Any], jax.Array]
-    crossover: Callable[[jax.Array, Any, Any], Any] | None = None
-    crossover_rate: float = 0.0
 
 
 @struct.dataclass
@@ -80,8 +70,6 @@ class Layout(NamedTuple):
     def constrain(self, tree):
         if self.mesh is None:
             return tree
-        from jax.sharding import NamedSharding, PartitionSpec
-
         spec = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names[0]))
         return jax.tree_util.tree_map(
             lambda x: jax.lax.with_sharding_constraint(x, spec), tree
@@ -98,8 +86,6 @@ def make_layout(population: int, mesh=None, eval_batch: int = 50) -> Layout:
     divisor below it is used (logged): results then match only runs that use the
     same micro-batch size.
     """
-    from fooljax.errors import FooljaxError
-
     n_dev = 1 if mesh is None else mesh.size
     if population % n_dev:
         raise FooljaxError(
@@ -112,8 +98,6 @@ def make_layout(population: int, mesh=None, eval_batch: int = 50) -> Layout:
     while local % eb:
         eb -= 1
     if eb != eval_batch and eval_batch < local:
-        import logging
-
         logging.getLogger("fooljax").warning(
             "eval_batch %d does not divide the per-device population %d; using %d",
             eval_batch,
@@ -150,8 +134,6 @@ def _score(log_probs_fn, params, encoding: Encoding, genomes, layout: Layout):
 
     if layout.mesh is None:
         return local(params, genomes)
-    from jax.sharding import PartitionSpec
-
     axis = layout.mesh.axis_names[0]
     return jax.shard_map(
         lambda p, g: local(p, g),

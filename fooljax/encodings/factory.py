@@ -5,9 +5,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fooljax.encodings import direct
+from fooljax.encodings.base import Encoding
+from fooljax.encodings.cppn import make_encoding as make_cppn_encoding
+from fooljax.encodings.direct import (
+    decode_grey,
+    decode_hsv,
+    polynomial_mutation,
+    sbx_crossover,
+)
+from fooljax.encodings.direct import init as init_direct
 from fooljax.errors import FooljaxError
-from fooljax.evolution.map_elites import Encoding
 
 ENCODINGS = ("direct", "cppn")
 
@@ -47,21 +54,21 @@ def make_encoding(
     if name == "direct":
         h, w, c = image_shape
         if c == 1 or colour == "rgb":
-            decode = direct.decode_grey
+            decode = decode_grey
         elif c == 3:
-            decode = direct.decode_hsv
+            decode = decode_hsv
         else:
             raise FooljaxError(f"direct encoding cannot decode {c}-channel images")
 
         def mutate(key, genome, generation):
             rate = mutation_rate(mutation_rate0, halve_every, generation)
-            return direct.polynomial_mutation(key, genome, rate=rate, eta=mutation_eta)
+            return polynomial_mutation(key, genome, rate=rate, eta=mutation_eta)
 
         def crossover(key, a, b):
-            return direct.sbx_crossover(key, a, b, eta=crossover_eta)
+            return sbx_crossover(key, a, b, eta=crossover_eta)
 
         enc = Encoding(
-            init=lambda key: direct.init(key, (h, w, c)),
+            init=lambda key: init_direct(key, (h, w, c)),
             mutate=mutate,
             decode=decode,
             crossover=crossover if crossover_rate > 0 else None,
@@ -69,8 +76,6 @@ def make_encoding(
         )
         return enc, {}
     if name == "cppn":
-        from fooljax.encodings import cppn
-
         if crossover_rate > 0:
             raise FooljaxError("the CPPN encoding has no crossover: use crossover 0")
         if halve_every > 0:
@@ -81,5 +86,5 @@ def make_encoding(
         # the options name them explicitly.
         opts = {"weight_rate": mutation_rate0, "weight_eta": mutation_eta}
         opts.update(options or {})
-        return cppn.make_encoding(image_shape, **opts)
+        return make_cppn_encoding(image_shape, **opts)
     raise FooljaxError(f"unknown encoding '{name}' (known: {', '.join(ENCODINGS)})")
