@@ -27,8 +27,9 @@ import re
 import tarfile
 
 import numpy as np
+from PIL import Image
 
-from fooljax.data import register_dataset
+from fooljax.data.registry import first_found, register_dataset
 from fooljax.errors import DataNotFoundError, FooljaxError
 
 CLASSES = (
@@ -132,8 +133,6 @@ _JPG_NAME = re.compile(r"(?:^|/)(train|test)/([a-z]+)/(\d+)\.jpe?g$")
 def load_cifar10_jpg(split: str, data_dir: str | None = None):
     """The JPEG re-encoding: ``cifar10_<split>_jpg.tar.gz``, class by class."""
     _check_split(split)
-    from PIL import Image
-
     dirs = _dirs(data_dir, ("cifar10",))
     for d in dirs:
         tgz = os.path.join(d, f"cifar10_{split}_jpg.tar.gz")
@@ -182,13 +181,10 @@ def load_cifar10(
     if source == "jpg":
         return load_cifar10_jpg(split, data_dir)
     if source in ("auto", "idx"):
-        try:
-            return load_cifar10_batches(split, data_dir)
-        except DataNotFoundError as e_batches:
-            try:
-                return load_cifar10_jpg(split, data_dir)
-            except DataNotFoundError as e_jpg:
-                raise DataNotFoundError(f"{e_jpg}; and {e_batches}") from None
+        return first_found(
+            lambda: load_cifar10_batches(split, data_dir),
+            lambda: load_cifar10_jpg(split, data_dir),
+        )
     raise FooljaxError(f"unknown CIFAR-10 source '{source}' (auto, batches or jpg)")
 
 
@@ -199,8 +195,6 @@ def load_cifar10_files(split: str = "test", data_dir: str | None = None, source=
     """The exact first test images ``cifar10_NN_<label>.png`` (foolbox samples)."""
     if split != "test":
         raise FooljaxError("cifar10_files has only the 'test' split")
-    from PIL import Image
-
     dirs = _dirs(data_dir, ("foolbox-samples",))
     for d in dirs:
         files = sorted(glob.glob(os.path.join(d, "cifar10_*_*.png")))

@@ -18,8 +18,9 @@ import os
 import re
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from fooljax.data import register_dataset
+from fooljax.data.registry import register_dataset
 from fooljax.errors import DataNotFoundError, FooljaxError
 
 IMAGE_SIZE = 224
@@ -118,8 +119,6 @@ def list_imagenet_files(data_dir: str) -> list[tuple[str, int]]:
 
 def load_image_rgb(path: str, size: int | None = IMAGE_SIZE) -> np.ndarray:
     """An image file as ``uint8 [size, size, 3]`` RGB (bilinear resize, no crop)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from fooljax.data.registry import first_found, register_dataset
 from fooljax.errors import DataNotFoundError, FooljaxError
 
 _FILES = {
@@ -118,11 +119,11 @@ def load_mnist(split: str = "test", data_dir: str | None = None, source: str = "
     if source == "tfds":
         return load_mnist_tfds(split, data_dir)
     if source == "auto":
-        try:
-            return load_mnist_idx(split, data_dir)
-        except DataNotFoundError as e_idx:
-            try:
-                return load_mnist_tfds(split, data_dir)
-            except DataNotFoundError as e_tfds:
-                raise DataNotFoundError(f"{e_idx}; and {e_tfds}") from None
+        return first_found(
+            lambda: load_mnist_idx(split, data_dir),
+            lambda: load_mnist_tfds(split, data_dir),
+        )
     raise FooljaxError(f"unknown data source '{source}' (idx, tfds or auto)")
+
+
+register_dataset("mnist", load_mnist)

@@ -11,8 +11,10 @@ import os
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
-from fooljax.errors import WorkdirError
+from fooljax.errors import WeightsError, WorkdirError
+from fooljax.io.params import check_shapes
 
 
 def _is_key(x) -> bool:
@@ -51,9 +53,6 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 2):
-        import orbax.checkpoint as ocp
-
-        self._ocp = ocp
         self.directory = os.path.abspath(directory)
         self._mngr = ocp.CheckpointManager(
             self.directory,
@@ -67,7 +66,7 @@ class Checkpointer:
 
     def save(self, step: int, state) -> None:
         self._mngr.save(
-            int(step), args=self._ocp.args.StandardSave(_to_storable(state)), force=True
+            int(step), args=ocp.args.StandardSave(_to_storable(state)), force=True
         )
         self._mngr.wait_until_finished()
 
@@ -75,7 +74,7 @@ class Checkpointer:
         abstract = _to_storable(template)
         try:
             restored = self._mngr.restore(
-                int(step), args=self._ocp.args.StandardRestore(abstract)
+                int(step), args=ocp.args.StandardRestore(abstract)
             )
         except Exception as e:  # orbax raises many types for corrupt files
             raise WorkdirError(
@@ -92,8 +91,6 @@ class Checkpointer:
 def restore_params_dir(path: str, template):
     """Params from a training work directory (``DIR``, ``DIR/checkpoints``) or a
     single orbax checkpoint directory holding ``{"params": ...}`` state."""
-    from fooljax.errors import WeightsError
-
     candidates = [os.path.join(path, "checkpoints"), path]
     for c in candidates:
         if not os.path.isdir(c):
@@ -105,8 +102,6 @@ def restore_params_dir(path: str, template):
         step = ckpt.latest_step()
         if step is None:
             continue
-        import orbax.checkpoint as ocp
-
         try:
             restored = ckpt._mngr.restore(step, args=ocp.args.StandardRestore())
         except Exception as e:
@@ -114,10 +109,8 @@ def restore_params_dir(path: str, template):
         params = restored["params"] if "params" in restored else restored
         if "params" not in params:
             params = {"params": params}
-        from fooljax.models import _check_shapes
-
         params = jax.tree_util.tree_map(np.asarray, params)
-        _check_shapes(params, template, c)
+        check_shapes(params, template, c)
         return params
     raise WeightsError(
         f"no checkpoint found in {path} (looked in {', '.join(candidates)})"

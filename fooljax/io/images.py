@@ -1,4 +1,4 @@
-"""Pictures of results: PNGs, labelled grids, curves (matplotlib, Agg backend)."""
+"""Pictures of results: PNGs, labelled grids (PIL), curves (matplotlib Agg)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import math
 import os
 
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_uint8(image) -> np.ndarray:
@@ -16,8 +18,6 @@ def to_uint8(image) -> np.ndarray:
 
 def save_png(path: str, image, *, min_size: int = 0) -> None:
     """Writes one image; nearest-neighbour upscaled to at least ``min_size`` px."""
-    from PIL import Image
-
     x = to_uint8(image)
     if x.shape[-1] == 1:
         x = x[..., 0]
@@ -28,15 +28,6 @@ def save_png(path: str, image, *, min_size: int = 0) -> None:
     tmp = path + ".tmp.png"
     img.save(tmp, compress_level=1)  # noise-like images: fast beats small
     os.replace(tmp, path)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_grid(
@@ -53,8 +44,6 @@ def save_grid(
     Images are scaled to ``cell_px`` (nearest-neighbour when enlarging, so
     pixels stay visible); each title (may hold newlines) is written below.
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     images = np.asarray(images)
     n = len(images)
     ncols = ncols or min(n, 10)
@@ -93,8 +82,9 @@ def save_curves(
     path: str, x, series: dict[str, list[float]], *, xlabel: str, ylabel: str, title=""
 ) -> None:
     """Line plot of several series over ``x``."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    # A bare Figure renders with Agg and leaves pyplot's global backend alone.
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     for name, ys in series.items():
         ax.plot(x, ys, label=name)
     ax.set_xlabel(xlabel)
@@ -105,5 +95,4 @@ def save_curves(
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)

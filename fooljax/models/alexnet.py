@@ -45,8 +45,16 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from fooljax.data.imagenet import try_imagenet_class_names
 from fooljax.errors import FooljaxError, WeightsError
+from fooljax.io.caffe import (
+    caffe_to_flax,
+    load_binaryproto,
+    load_caffemodel,
+    looks_like_caffemodel,
+)
 from fooljax.models.mobilenet import NumpyInitMixin, resize_bilinear
+from fooljax.models.registry import register_family
 
 CROP = 227
 MEAN_SIZE = 256
@@ -174,8 +182,6 @@ def load_mean_file(path: str) -> np.ndarray:
             raise WeightsError(f"{path}: expected a (3, H, W) BGR mean, got {m.shape}")
         m = m.transpose(1, 2, 0)
     else:
-        from fooljax.io.caffe import load_binaryproto
-
         m = load_binaryproto(path)
     if m.shape != (MEAN_SIZE, MEAN_SIZE, 3):
         raise WeightsError(
@@ -200,8 +206,6 @@ def find_mean_file(weights_path: str) -> str | None:
 
 def alexnet_load_file(path: str, template) -> dict:
     """``.caffemodel`` (+ mean image) -> AlexNet params; ``WeightsError`` if unfit."""
-    from fooljax.io.caffe import caffe_to_flax, load_caffemodel, looks_like_caffemodel
-
     if not looks_like_caffemodel(path):
         raise WeightsError(f"{path}: not a Caffe caffemodel (unrecognised content)")
     layers = load_caffemodel(path)
@@ -225,23 +229,13 @@ def alexnet_load_file(path: str, template) -> dict:
     return params
 
 
-def _register():
-    from fooljax.data.imagenet import try_imagenet_class_names
-    from fooljax.models import ModelSpec, register
-
-    names = try_imagenet_class_names()
-    for name, before in (("alexnet", False), ("bvlc_alexnet", True)):
-        register(
-            ModelSpec(
-                name=name,
-                build=lambda before=before: AlexNet(lrn_before_pool=before),
-                input_shape=(CROP, CROP, 3),
-                num_classes=1000,
-                default_preprocess="identity",
-                load_file=alexnet_load_file,
-                class_names=names,
-            )
-        )
-
-
-_register()
+register_family(
+    {
+        "alexnet": lambda: AlexNet(lrn_before_pool=False),
+        "bvlc_alexnet": lambda: AlexNet(lrn_before_pool=True),
+    },
+    input_shape=(CROP, CROP, 3),
+    num_classes=1000,
+    class_names=try_imagenet_class_names(),
+    load_file=alexnet_load_file,
+)

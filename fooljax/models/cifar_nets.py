@@ -21,8 +21,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fooljax.data.cifar10 import CLASSES as CIFAR10_CLASSES
-from fooljax.models import ModelSpec, register
 from fooljax.models.conv import Conv
+from fooljax.models.registry import register_family
 
 # per-channel statistics of the CIFAR-10 training images (0..1 scale)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -49,13 +49,9 @@ class AllConvC(nn.Module):
         return jnp.mean(x, axis=(1, 2))
 
 
-register(
-    ModelSpec(
-        name="cifar_allconv",
-        build=lambda: AllConvC(),
-        input_shape=(32, 32, 3),
-        num_classes=10,
-        default_preprocess="identity",
-        class_names=CIFAR10_CLASSES,
-    )
+register_family(
+    {"cifar_allconv": lambda: AllConvC()},
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    class_names=CIFAR10_CLASSES,
 )

@@ -8,14 +8,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from fooljax.errors import FooljaxError
+
 
 def ten_crops(images: jax.Array, crop_h: int, crop_w: int) -> jax.Array:
     """``[B, H, W, C]`` -> ``[10, B, crop_h, crop_w, C]``: the four corners and the
     centre, and their horizontal mirrors (Caffe's ``oversample``)."""
     _, h, w, _ = images.shape
     if crop_h > h or crop_w > w:
-        from fooljax.errors import FooljaxError
-
         raise FooljaxError(f"crop {crop_h}x{crop_w} is larger than images {h}x{w}")
     tops = (0, 0, h - crop_h, h - crop_h, (h - crop_h) // 2)
     lefts = (0, w - crop_w, 0, w - crop_w, (w - crop_w) // 2)

@@ -33,9 +33,9 @@ import numpy as np
 
 from fooljax.data.cifar10 import CLASSES as CIFAR10_CLASSES
 from fooljax.errors import WeightsError
-from fooljax.models import ModelSpec, register
 from fooljax.models.conv import Conv
 from fooljax.models.lenet import max_pool_2x2
+from fooljax.models.registry import register_family
 
 # Hyperparticle/one-pixel-attack-keras networks/{lenet,resnet}.py
 HYPERPARTICLE_MEAN = (125.307, 122.95, 113.865)
@@ -240,19 +240,15 @@ def keras_h5_to_params(path: str, template):
     return {"params": params}
 
 
-for _name, _build in (
-    ("cifar_lenet", KerasCifarLeNet),
-    ("cifar_resnet32", KerasCifarResNet32),
-    ("cifar_resnet8", KerasCifarResNet8),
-):
-    register(
-        ModelSpec(
-            name=_name,
-            build=_build,
-            input_shape=(32, 32, 3),
-            num_classes=10,
-            default_preprocess="identity",  # the module standardises itself
-            load_file=keras_h5_to_params,
-            class_names=CIFAR10_CLASSES,
-        )
-    )
+# The modules standardise their input themselves: identity preprocessing.
+register_family(
+    {
+        "cifar_lenet": KerasCifarLeNet,
+        "cifar_resnet32": KerasCifarResNet32,
+        "cifar_resnet8": KerasCifarResNet8,
+    },
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    class_names=CIFAR10_CLASSES,
+    load_file=keras_h5_to_params,
+)

@@ -9,6 +9,10 @@ NHWC order, and the Caffe importer permutes ``ip1``'s rows from Caffe's C,H,W or
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fooljax.errors import WeightsError
+from fooljax.io.caffe import caffe_to_flax, load_caffemodel, looks_like_caffemodel
+from fooljax.models.registry import register_family
+
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
     """2x2/2 max-pool as reshape + max: identical to ``nn.max_pool`` on even sizes,
@@ -37,3 +41,22 @@ class LeNet(nn.Module):
         x = nn.Dense(500, name="ip1")(x)
         x = nn.relu(x)
         return nn.Dense(self.num_classes, name="ip2")(x)
+
+
+def lenet_load_file(path: str, template):
+    """``.caffemodel`` -> LeNet params (``ip1`` rows permuted from C,H,W)."""
+    if not looks_like_caffemodel(path):
+        raise WeightsError(f"{path}: not a Caffe caffemodel (unrecognised content)")
+    return caffe_to_flax(
+        load_caffemodel(path), template, flatten_chw={"ip1": (50, 4, 4)}, source=path
+    )
+
+
+register_family(
+    {"lenet": lambda: LeNet(num_classes=10)},
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    class_names=tuple(str(i) for i in range(10)),
+    load_file=lenet_load_file,
+    pretrained="lenet_mnist",
+)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fooljax.models import ModelSpec, register
+from fooljax.models.registry import register_family
 
 _DIGITS = tuple(str(i) for i in range(10))
 
@@ -54,20 +54,15 @@ class Maxout(nn.Module):
         return nn.Dense(self.num_classes, name="out")(x)
 
 
-def _register(name: str, build):
-    register(
-        ModelSpec(
-            name=name,
-            build=build,
-            input_shape=(28, 28, 1),
-            num_classes=10,
-            class_names=_DIGITS,
-        )
-    )
-
-
-_register("fc10", lambda: MLP(hidden=()))
-_register("fc100_100_10", lambda: MLP(hidden=(100, 100)))
-_register("fc200_200_10", lambda: MLP(hidden=(200, 200)))
-_register("ae400_10", lambda: MLP(hidden=(400,), activation=nn.sigmoid))
-_register("maxout", lambda: Maxout())
+register_family(
+    {
+        "fc10": lambda: MLP(hidden=()),
+        "fc100_100_10": lambda: MLP(hidden=(100, 100)),
+        "fc200_200_10": lambda: MLP(hidden=(200, 200)),
+        "ae400_10": lambda: MLP(hidden=(400,), activation=nn.sigmoid),
+        "maxout": lambda: Maxout(),
+    },
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    class_names=_DIGITS,
+)

@@ -35,7 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fooljax.data.imagenet import try_imagenet_class_names
 from fooljax.errors import FooljaxError, WeightsError
+from fooljax.io.tflite import load_tflite, looks_like_tflite
+from fooljax.models.registry import register_family
 
 # (expansion t, output channels c, repeats n, first stride s) of MobileNetV2.
 _V2_BLOCKS = (
@@ -432,8 +435,6 @@ def tflite_to_flax(graph, template, layers, num_residual_adds: int, arch: str) -
 
 def _make_load_file(layers_fn, n_res: int, arch: str, size: int):
     def load_file(path, template):
-        from fooljax.io.tflite import load_tflite, looks_like_tflite
-
         if not looks_like_tflite(path):
             raise WeightsError(
                 f"{path}: not a TFLite model (no 'TFL3' identifier at bytes 4..8); "
@@ -451,36 +452,18 @@ def _make_load_file(layers_fn, n_res: int, arch: str, size: int):
     return load_file
 
 
-def _register():
-    from fooljax.data.imagenet import try_imagenet_class_names
-    from fooljax.models import ModelSpec, register
-
-    names = try_imagenet_class_names()  # from $FOOLJAX_DATA when set, else None
-
-    register(
-        ModelSpec(
-            name="mobilenet_v2",
-            build=lambda: MobileNetV2(),
-            input_shape=(224, 224, 3),
-            num_classes=1000,
-            default_preprocess="identity",
-            load_file=_make_load_file(
-                _v2_layers, _v2_num_residuals(), "mobilenet_v2", 224
-            ),
-            class_names=names,
-        )
-    )
-    register(
-        ModelSpec(
-            name="mobilenet_v1_025",
-            build=lambda: MobileNetV1(width=0.25, input_size=128),
-            input_shape=(128, 128, 3),
-            num_classes=1000,
-            default_preprocess="identity",
-            load_file=_make_load_file(_v1_layers, 0, "mobilenet_v1_025", 128),
-            class_names=names,
-        )
-    )
-
-
-_register()
+_NAMES = try_imagenet_class_names()  # from $FOOLJAX_DATA when set, else None
+register_family(
+    {"mobilenet_v2": lambda: MobileNetV2()},
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    class_names=_NAMES,
+    load_file=_make_load_file(_v2_layers, _v2_num_residuals(), "mobilenet_v2", 224),
+)
+register_family(
+    {"mobilenet_v1_025": lambda: MobileNetV1(width=0.25, input_size=128)},
+    input_shape=(128, 128, 3),
+    num_classes=1000,
+    class_names=_NAMES,
+    load_file=_make_load_file(_v1_layers, 0, "mobilenet_v1_025", 128),
+)

@@ -1,0 +1,110 @@
+"""Weights for registered models, and the ``(logits_fn, params)`` pair built
+from them: embedded checkpoints, training work directories, ``.npz`` files and
+foreign formats detected from content."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+
+import numpy as np
+
+from fooljax.errors import FooljaxError, WeightsError
+from fooljax.io.checkpoint import restore_params_dir
+from fooljax.io.params import check_shapes, load_params_npz, looks_like_npz
+from fooljax.models.preprocess import make_preprocess
+from fooljax.models.registry import Classifier, ModelSpec, get_spec, init_params
+
+_PRETRAINED = {"lenet_mnist": ("lenet", "lenet_mnist.npz")}
+
+
+def _pretrained_file(name: str):
+    """``(model name, packaged .npz)`` of an embedded checkpoint."""
+    if name not in _PRETRAINED:
+        raise FooljaxError(
+            f"no embedded model '{name}' (have: {', '.join(_PRETRAINED)})"
+        )
+    model_name, fname = _PRETRAINED[name]
+    return model_name, resources.files("fooljax.models") / "pretrained" / fname
+
+
+def pretrained_metadata(name: str) -> dict:
+    _, ref = _pretrained_file(name)
+    with resources.as_file(ref) as p, np.load(p) as z:
+        return json.loads(bytes(z["__metadata__"]).decode())
+
+
+def load_pretrained(name: str = "lenet_mnist"):
+    """Returns ``(model, params)`` of an embedded checkpoint; no data or network."""
+    model_name, ref = _pretrained_file(name)
+    spec = get_spec(model_name)
+    with resources.as_file(ref) as p:
+        params = load_params_npz(str(p), init_params(spec))
+    return spec.build(), params
+
+
+def load_params(spec: ModelSpec, weights: str):
+    """Params for ``spec`` from ``weights``.
+
+    ``weights``: ``default`` (embedded checkpoint), ``init`` (random, seed 0), a
+    training work directory / checkpoint directory, a ``.npz`` from
+    ``save_params_npz``, or a foreign weights file whose format the model's
+    ``load_file`` detects from content.
+    """
+    if "$" in weights:
+        expanded = os.path.expandvars(weights)
+        if "$" in expanded:
+            raise WeightsError(
+                f"--weights={weights} names an unset environment variable "
+                "(set FOOLJAX_DATA to the folder with the data and weights)"
+            )
+        weights = expanded
+    template = init_params(spec)
+    if weights == "default":
+        if spec.pretrained is None:
+            raise FooljaxError(
+                f"model '{spec.name}' has no embedded weights; pass --weights=FILE"
+            )
+        return load_pretrained(spec.pretrained)[1]
+    if weights == "init":
+        return template
+    if os.path.isdir(weights):
+        return restore_params_dir(weights, template)
+    if not os.path.exists(weights):
+        raise WeightsError(f"weights file {weights} does not exist")
+    if looks_like_npz(weights):
+        return load_params_npz(weights, template)
+    if spec.load_file is None:
+        raise WeightsError(f"model '{spec.name}' cannot read {weights}")
+    params = spec.load_file(weights, template)
+    check_shapes(params, template, weights)
+    return params
+
+
+def load_classifier(
+    name: str,
+    weights: str = "default",
+    *,
+    preprocess: str | None = None,
+    mean: np.ndarray | None = None,
+) -> Classifier:
+    """Builds ``(logits_fn, params)`` for a registered model.
+
+    ``preprocess``: see ``fooljax.models.preprocess``; defaults to the model's own
+    (``identity`` for fooljax checkpoints; pass ``unit`` or ``caffe_deploy`` for
+    Caffe weights).
+    """
+    spec = get_spec(name)
+    params = load_params(spec, weights)
+    pre = make_preprocess(
+        preprocess or spec.default_preprocess, mean=mean, image_shape=spec.input_shape
+    )
+    model = spec.build()
+
+    def logits_fn(params, images):
+        return model.apply(params, pre(images))
+
+    return Classifier(
+        logits_fn, params, spec.input_shape, spec.num_classes, name, spec.class_names
+    )
