@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 from fooljax.errors import WeightsError
+from fooljax.io.params import read_head
 
 _WIRE_VARINT, _WIRE_64, _WIRE_LEN, _WIRE_32 = 0, 1, 2, 5
 
@@ -148,35 +149,32 @@ def _parse_blob(buf: memoryview) -> np.ndarray:
     return data.reshape(shape).astype(np.float32)
 
 
-def _parse_layer_v1(buf: memoryview) -> CaffeLayer:
+def _text(value: memoryview) -> str:
+    return bytes(value).decode("utf-8", "replace")
+
+
+def _parse_layer(
+    buf: memoryview, name_field: int, type_field: int, blob_field: int
+) -> CaffeLayer:
+    """One layer message: V2 ``LayerParameter`` (name 1, type 2, blobs 7), V1
+    ``V1LayerParameter`` (name 4, type 5 as an enum, blobs 6, and an old
+    ``V0LayerParameter`` in field 1 whose name, type and blobs are used where
+    the V1 fields give none) or V0 (name 1, type 2, blobs 50)."""
     name, type_, blobs = "", "", []
+    v1 = name_field == 4
     for field, wire, value in _fields(buf):
-        if field == 4 and wire == _WIRE_LEN:
-            name = bytes(value).decode("utf-8", "replace")
-        elif field == 5 and wire == _WIRE_VARINT:
+        if field == name_field and wire == _WIRE_LEN:
+            name = _text(value)
+        elif field == type_field and wire == _WIRE_LEN:
+            type_ = _text(value)
+        elif field == type_field and wire == _WIRE_VARINT and v1:
             type_ = _V1_TYPES.get(value, f"V1Type{value}")
-        elif field == 6 and wire == _WIRE_LEN:
+        elif field == blob_field and wire == _WIRE_LEN:
             blobs.append(_parse_blob(value))
-        elif field == 1 and wire == _WIRE_LEN:  # V0LayerParameter
-            for f2, w2, v2 in _fields(value):
-                if f2 == 1 and w2 == _WIRE_LEN and not name:
-                    name = bytes(v2).decode("utf-8", "replace")
-                elif f2 == 2 and w2 == _WIRE_LEN and not type_:
-                    type_ = bytes(v2).decode("utf-8", "replace")
-                elif f2 == 50 and w2 == _WIRE_LEN:
-                    blobs.append(_parse_blob(v2))
-    return CaffeLayer(name, type_, blobs)
-
-
-def _parse_layer_v2(buf: memoryview) -> CaffeLayer:
-    name, type_, blobs = "", "", []
-    for field, wire, value in _fields(buf):
-        if field == 1 and wire == _WIRE_LEN:
-            name = bytes(value).decode("utf-8", "replace")
-        elif field == 2 and wire == _WIRE_LEN:
-            type_ = bytes(value).decode("utf-8", "replace")
-        elif field == 7 and wire == _WIRE_LEN:
-            blobs.append(_parse_blob(value))
+        elif field == 1 and wire == _WIRE_LEN and v1:
+            v0 = _parse_layer(value, 1, 2, 50)
+            name, type_ = name or v0.name, type_ or v0.type
+            blobs.extend(v0.blobs)
     return CaffeLayer(name, type_, blobs)
 
 
@@ -194,9 +192,9 @@ def parse_caffemodel_bytes(data: bytes | memoryview) -> list[CaffeLayer]:
     layers: list[CaffeLayer] = []
     for field, wire, value in _fields(buf):
         if field == 2 and wire == _WIRE_LEN:
-            layers.append(_parse_layer_v1(value))
+            layers.append(_parse_layer(value, 4, 5, 6))
         elif field == 100 and wire == _WIRE_LEN:
-            layers.append(_parse_layer_v2(value))
+            layers.append(_parse_layer(value, 1, 2, 7))
     return layers
 
 
@@ -218,11 +216,7 @@ def load_caffemodel(path: str | os.PathLike) -> dict[str, CaffeLayer]:
 
 def looks_like_caffemodel(path: str | os.PathLike) -> bool:
     """Cheap content sniff: does the file start like a NetParameter?"""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError:
-        return False
+    head = read_head(path, 64)
     if not head:
         return False
     # NetParameter starts with name (field 1, LEN: 0x0a) or layers (0x12) or

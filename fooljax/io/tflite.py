@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from fooljax.errors import WeightsError
+from fooljax.io.params import read_head
 
 _NP_TYPES = {
     0: np.float32,
@@ -98,12 +99,7 @@ class TFLiteGraph:
 
 def looks_like_tflite(path: str | os.PathLike) -> bool:
     """Content sniff: the flatbuffer file identifier ``TFL3`` at bytes 4..8."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    return len(head) == 8 and head[4:8] == b"TFL3"
+    return read_head(path, 8)[4:8] == b"TFL3"
 
 
 def _import_tflite():
@@ -125,44 +121,49 @@ def _op_names(tfl) -> dict[int, str]:
     }
 
 
+def _table(cls, table):
+    """The options union ``table`` read as the flatbuffer table ``cls``."""
+    o = cls()
+    o.Init(table.Bytes, table.Pos)
+    return o
+
+
+def _padding_strides(o) -> dict:
+    return {
+        "padding": _PADDING.get(o.Padding(), o.Padding()),
+        "strides": (o.StrideH(), o.StrideW()),
+    }
+
+
+def _activation(o):
+    code = o.FusedActivationFunction()
+    return _ACTIVATION.get(code, code)
+
+
 def _options(tfl, op, op_type: str) -> dict:
     table = op.BuiltinOptions()
     if table is None:
         return {}
     if op_type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         cls = tfl.Conv2DOptions if op_type == "CONV_2D" else tfl.DepthwiseConv2DOptions
-        o = cls()
-        o.Init(table.Bytes, table.Pos)
+        o = _table(cls, table)
         out = {
-            "padding": _PADDING.get(o.Padding(), o.Padding()),
-            "strides": (o.StrideH(), o.StrideW()),
+            **_padding_strides(o),
             "dilation": (o.DilationHFactor(), o.DilationWFactor()),
-            "activation": _ACTIVATION.get(
-                o.FusedActivationFunction(), o.FusedActivationFunction()
-            ),
+            "activation": _activation(o),
         }
         if op_type == "DEPTHWISE_CONV_2D":
             out["depth_multiplier"] = o.DepthMultiplier()
         return out
     if op_type in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        o = tfl.Pool2DOptions()
-        o.Init(table.Bytes, table.Pos)
+        o = _table(tfl.Pool2DOptions, table)
         return {
-            "padding": _PADDING.get(o.Padding(), o.Padding()),
-            "strides": (o.StrideH(), o.StrideW()),
+            **_padding_strides(o),
             "window": (o.FilterHeight(), o.FilterWidth()),
-            "activation": _ACTIVATION.get(
-                o.FusedActivationFunction(), o.FusedActivationFunction()
-            ),
+            "activation": _activation(o),
         }
     if op_type == "ADD":
-        o = tfl.AddOptions()
-        o.Init(table.Bytes, table.Pos)
-        return {
-            "activation": _ACTIVATION.get(
-                o.FusedActivationFunction(), o.FusedActivationFunction()
-            )
-        }
+        return {"activation": _activation(_table(tfl.AddOptions, table))}
     return {}
 
 
