@@ -1,6 +1,6 @@
 """One pixel attack on tiny shapes: 8x8 images, population 8, a tiny Flax model."""
 
-import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -41,7 +41,8 @@ def _bright_probs(params, images):
     return jax.nn.softmax(logits, -1)
 
 
-CFG = op.OnePixelConfig(population_size=8, max_generations=4, compact_every=2)
+CFG = op.OnePixelConfig(population_size=8, max_generations=4)
+EXE = op.Execution(compact_every=2)
 
 
 def test_apply_candidate_matches_numpy_and_last_pixel_wins():
@@ -102,40 +103,33 @@ def test_same_seed_same_result_and_batch_independent(tiny, eval_batch, memoize):
     # eval_batch 3 does not divide the population (8): model calls mix images
     # and the last one of each generation is padded; with memoize, the calls
     # pack the new trials of all images
-    CFG = op.OnePixelConfig(
-        population_size=8,
-        max_generations=12,
-        compact_every=2,
-        eval_batch=eval_batch,
-        memoize=memoize,
-    )
+    CFG = op.OnePixelConfig(population_size=8, max_generations=12)
+    EXE = op.Execution(compact_every=2, eval_batch=eval_batch, memoize=memoize)
+    run = functools.partial(op.attack, config=CFG, execution=EXE)
     probs_fn, params, images, labels = tiny
     key = jax.random.key(7)
-    a = op.attack(key, probs_fn, params, images, labels, config=CFG)
-    b = op.attack(key, probs_fn, params, images, labels, config=CFG)
+    a = run(key, probs_fn, params, images, labels)
+    b = run(key, probs_fn, params, images, labels)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     # each image alone, and a batch of three with other neighbours, keyed by
     # its index: identical to the full batch
     for i in range(len(images)):
-        s = op.attack(
+        s = run(
             key,
             probs_fn,
             params,
             images[i : i + 1],
             labels[i : i + 1],
-            config=CFG,
             image_indices=[i],
         )
         np.testing.assert_array_equal(s.candidates[0], a.candidates[i])
         np.testing.assert_array_equal(s.queries[0], a.queries[i])
         np.testing.assert_array_equal(s.adversarial_images[0], a.adversarial_images[i])
     sub = [4, 1, 2]
-    s = op.attack(
-        key, probs_fn, params, images[sub], labels[sub], config=CFG, image_indices=sub
-    )
+    s = run(key, probs_fn, params, images[sub], labels[sub], image_indices=sub)
     np.testing.assert_array_equal(s.candidates, a.candidates[sub])
-    other = op.attack(jax.random.key(8), probs_fn, params, images, labels, config=CFG)
+    other = run(jax.random.key(8), probs_fn, params, images, labels)
     assert not np.array_equal(other.candidates, a.candidates)
 
 
@@ -144,8 +138,16 @@ def test_early_stop_per_image_without_stalling_the_batch():
     images[2] = 1.0  # already class 1: stops after the initial population
     labels = np.asarray([0, 0, 1, 0])
     labels[2] = 0
-    cfg = op.OnePixelConfig(population_size=8, max_generations=20, compact_every=3)
-    r = op.attack(jax.random.key(0), _bright_probs, None, images, labels, config=cfg)
+    cfg = op.OnePixelConfig(population_size=8, max_generations=20)
+    r = op.attack(
+        jax.random.key(0),
+        _bright_probs,
+        None,
+        images,
+        labels,
+        config=cfg,
+        execution=op.Execution(compact_every=3),
+    )
     assert r.success.all()
     assert r.generations[2] == 0 and r.queries[2] == 8
     np.testing.assert_array_equal(r.queries, 8 * (1 + r.generations))
@@ -159,9 +161,8 @@ def test_early_stop_per_image_without_stalling_the_batch():
         None,
         images,
         labels,
-        config=op.OnePixelConfig(
-            population_size=8, max_generations=20, compact_every=0
-        ),
+        config=cfg,
+        execution=op.Execution(compact_every=0),
     )
     np.testing.assert_array_equal(r.candidates, r2.candidates)
     np.testing.assert_array_equal(r.queries, r2.queries)
@@ -240,9 +241,9 @@ def test_micro_batched_evaluation_matches_one_call(tiny, eval_batch):
     cands = np.concatenate(
         [rng.uniform(0, H, (5, 8, 2)), rng.uniform(0, 255, (5, 8, 3))], -1
     ).astype(np.float32)
-    whole = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 0)
-    micro = op._evaluate(
-        probs_fn, params, jnp.asarray(images), jnp.asarray(cands), eval_batch
+    whole = op.evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(cands))
+    micro = op.evaluate(
+        probs_fn, params, jnp.asarray(images), jnp.asarray(cands), eval_batch=eval_batch
     )
     assert micro.shape == whole.shape == (5, 8, 3)
     np.testing.assert_allclose(np.asarray(micro), np.asarray(whole), atol=1e-6)
@@ -265,7 +266,8 @@ def test_eval_batch_defaults_and_bad_value():
             None,
             np.zeros((2, H, W, 3), np.float32),
             np.zeros((2,), int),
-            config=op.OnePixelConfig(population_size=8, eval_batch=-1),
+            config=op.OnePixelConfig(population_size=8),
+            execution=op.Execution(eval_batch=-1),
         )
 
 
@@ -276,9 +278,9 @@ def test_calls_of_stopped_images_are_skipped(tiny):
         [rng.uniform(0, H, (5, 8, 2)), rng.uniform(0, 255, (5, 8, 3))], -1
     ).astype(np.float32)
     active = jnp.asarray([True, False, True, False, False])
-    whole = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 0)
-    micro = op._evaluate(
-        probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 8, active
+    whole = op.evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(cands))
+    micro = op.evaluate(
+        probs_fn, params, jnp.asarray(images), jnp.asarray(cands), active, eval_batch=8
     )
     np.testing.assert_allclose(
         np.asarray(micro)[[0, 2]], np.asarray(whole)[[0, 2]], atol=1e-6
@@ -287,8 +289,13 @@ def test_calls_of_stopped_images_are_skipped(tiny):
     # a call holding an active image's candidates is made whole (calls of 3 mix
     # images 0 and 1): image 1's rows in that call are real probabilities
     mixed = np.asarray(
-        op._evaluate(
-            probs_fn, params, jnp.asarray(images), jnp.asarray(cands), 3, active
+        op.evaluate(
+            probs_fn,
+            params,
+            jnp.asarray(images),
+            jnp.asarray(cands),
+            active,
+            eval_batch=3,
         )
     )
     np.testing.assert_allclose(mixed[1, :1], np.asarray(whole)[1, :1], atol=1e-6)
@@ -335,10 +342,10 @@ def test_memoised_evaluation_reuses_members_and_earlier_trials(tiny):
     trials[:, 5] = trials[:, 2]  # same as an earlier trial
     trials[:, 7] = pop[:, 0]
     active = jnp.asarray([True, True, False, True, True])
-    pop_probs = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(pop), 0)
-    whole = op._evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(trials), 0)
+    pop_probs = op.evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(pop))
+    whole = op.evaluate(probs_fn, params, jnp.asarray(images), jnp.asarray(trials))
     for eval_batch in (1, 3, 40):
-        probs, new = op._evaluate_memo(
+        probs, new = op.evaluate_memo(
             probs_fn,
             params,
             jnp.asarray(images),
@@ -346,7 +353,7 @@ def test_memoised_evaluation_reuses_members_and_earlier_trials(tiny):
             jnp.asarray(pop),
             pop_probs,
             active,
-            eval_batch,
+            eval_batch=eval_batch,
         )
         new = np.asarray(new)
         expect = np.ones((5, 8), bool)
@@ -361,18 +368,25 @@ def test_memoised_evaluation_reuses_members_and_earlier_trials(tiny):
 
 def test_memoise_changes_queries_only(tiny):
     probs_fn, params, images, labels = tiny
-    cfg = op.OnePixelConfig(
-        population_size=8, max_generations=30, early_stop="none", eval_batch=3
-    )
+    cfg = op.OnePixelConfig(population_size=8, max_generations=30, early_stop="none")
     key = jax.random.key(5)
-    on = op.attack(key, probs_fn, params, images, labels, config=cfg)
+    on = op.attack(
+        key,
+        probs_fn,
+        params,
+        images,
+        labels,
+        config=cfg,
+        execution=op.Execution(eval_batch=3),
+    )
     off = op.attack(
         key,
         probs_fn,
         params,
         images,
         labels,
-        config=dataclasses.replace(cfg, memoize=False),
+        config=cfg,
+        execution=op.Execution(eval_batch=3, memoize=False),
     )
     for f in on._fields:
         if f != "queries":
@@ -380,3 +394,72 @@ def test_memoise_changes_queries_only(tiny):
     np.testing.assert_array_equal(off.queries, 8 * 31)
     assert (on.queries <= off.queries).all() and on.queries.sum() < off.queries.sum()
     assert (on.queries >= 8).all()  # the initial population is always queried
+
+
+def test_probs_from_logits_is_equal_for_the_same_model():
+    def logits(params, x):
+        return x.reshape(x.shape[0], -1)[:, :3] * params
+
+    def other(params, x):
+        return -logits(params, x)
+
+    a, b = op.probs_from_logits(logits), op.probs_from_logits(logits)
+    assert a == b and hash(a) == hash(b)  # one compilation for both (static arg)
+    assert a != op.probs_from_logits(other)
+    x = jnp.asarray(np.random.RandomState(0).uniform(0, 1, (2, H, W, 3)), jnp.float32)
+    np.testing.assert_allclose(
+        np.asarray(a(2.0, x)), np.asarray(jax.nn.softmax(logits(2.0, x))), rtol=1e-6
+    )
+
+
+def test_bad_execution_is_refused():
+    with pytest.raises(FooljaxError, match="compact_every"):
+        op.attack(
+            jax.random.key(0),
+            _bright_probs,
+            None,
+            np.zeros((2, H, W, 3), np.float32),
+            np.zeros((2,), int),
+            config=CFG,
+            execution=op.Execution(compact_every=-1),
+        )
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_pure_cores_by_hand_equal_attack_and_chunking(tiny, targeted):
+    """init + run_chunk (one chunk, or several) + best == the host driver."""
+    probs_fn, params, images, labels = tiny
+    targets = (labels + 1) % 3 if targeted else None
+    cfg = op.OnePixelConfig(population_size=8, max_generations=6, early_stop="none")
+    key = jax.random.key(3)
+    ref = op.attack(
+        key,
+        probs_fn,
+        params,
+        images,
+        labels,
+        targets=targets,
+        config=cfg,
+        execution=op.Execution(eval_batch=3, compact_every=0),
+    )
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(len(images)))
+    args = (
+        probs_fn,
+        params,
+        jnp.asarray(images),
+        jnp.asarray(labels, jnp.int32),
+        None if targets is None else jnp.asarray(targets, jnp.int32),
+        keys,
+    )
+    valid = jnp.ones(len(images), bool)
+    for stops in ([6], [2, 5, 6]):
+        state = op.init(*args, config=cfg, eval_batch=3)
+        for stop in stops:
+            state = op.run_chunk(
+                *args, state, valid, jnp.int32(stop), config=cfg, eval_batch=3
+            )
+        adv, cand, probs = op.best(jnp.asarray(images), state)
+        np.testing.assert_array_equal(np.asarray(adv), ref.adversarial_images)
+        np.testing.assert_array_equal(np.asarray(probs), ref.probabilities)
+        np.testing.assert_array_equal(np.asarray(state.queries), ref.queries)
+        np.testing.assert_array_equal(np.asarray(state.generations), 6)

@@ -65,7 +65,19 @@ def sign_step(*, step_size) -> optax.GradientTransformation:
 # ----------------------------------------------------------------- input checks
 
 
-def check_epsilon(epsilon: float, name: str = "epsilon") -> float:
+def is_concrete(x) -> bool:
+    """False for values traced by a caller's ``jit``/``vmap``/``grad`` (their
+    values are unknown here, so the host-side checks are skipped)."""
+    return not any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x)
+    )
+
+
+def check_epsilon(epsilon, name: str = "epsilon"):
+    """A concrete ``epsilon`` must be a float in [0, 1] (returned as a Python
+    float); a traced one is returned unchecked."""
+    if not is_concrete(epsilon):
+        return epsilon
     eps = float(epsilon)
     if not np.isfinite(eps) or eps < 0.0 or eps > 1.0:
         raise FooljaxError(
@@ -77,8 +89,8 @@ def check_epsilon(epsilon: float, name: str = "epsilon") -> float:
 
 def check_images(images) -> None:
     """Refuses images outside the valid pixel box [0, 1] (or not [B, H, W, C])."""
-    if isinstance(images, jax.core.Tracer):
-        return  # inside a caller's jit: values are not known here
+    if not is_concrete(images):
+        return  # inside a caller's jit/vmap: values are not known here
     a = np.asarray(images)
     if a.ndim != 4:
         raise FooljaxError(f"images must be [B, H, W, C], got shape {a.shape}")
@@ -95,7 +107,8 @@ def check_images(images) -> None:
 
 
 def check_labels(labels, num_classes: int, what: str = "label") -> None:
-    if isinstance(labels, jax.core.Tracer):
+    """Refuses concrete labels outside ``0..num_classes - 1`` (or not integer)."""
+    if not is_concrete(labels):
         return
     a = np.asarray(labels)
     if not np.issubdtype(a.dtype, np.integer):
@@ -132,6 +145,10 @@ def num_classes_of(logits_fn: LogitsFn, params, images) -> int:
     return _NUM_CLASSES_CACHE[key]
 
 
+# module level: a jit built inside the check would compile again on every call
+_input_gradient_jit = jax.jit(input_gradient, static_argnums=0)
+
+
 def check_differentiable(logits_fn: LogitsFn, params, images, labels=None) -> None:
     """Raises ``FooljaxError`` if ``logits_fn`` has no usable input gradient.
 
@@ -144,9 +161,7 @@ def check_differentiable(logits_fn: LogitsFn, params, images, labels=None) -> No
         labels = jnp.zeros(probe.shape[0], jnp.int32)
     labels = jnp.asarray(labels[: probe.shape[0]])
     try:
-        g = np.asarray(
-            jax.jit(input_gradient, static_argnums=0)(logits_fn, params, probe, labels)
-        )
+        g = np.asarray(_input_gradient_jit(logits_fn, params, probe, labels))
     except Exception as e:
         raise FooljaxError(
             f"the model is not differentiable ({type(e).__name__}); "

@@ -10,6 +10,11 @@ The step is an optax transformation (``chain(scale_by_sign(), scale(step))``,
 see ``common.sign_step``) followed by an exact projection, so every returned
 image satisfies ``0 <= x' <= 1`` and ``|x' - x|_inf <= eps``.
 
+``epsilon`` and ``step_size`` may be traced: ``jax.vmap(lambda e: fgsm(f, p,
+x, y, epsilon=e))(eps_curve)`` computes a whole epsilon curve in one call, and
+``fgsm``/``pgd`` run inside a caller's ``jit`` (the host-side range checks run
+only on concrete values).
+
 Example::
 
     from fooljax import models
@@ -30,10 +35,21 @@ from fooljax.attacks.common import (
     check_images,
     check_labels,
     input_gradient,
+    is_concrete,
     num_classes_of,
     project_linf_box,
     sign_step,
 )
+from fooljax.errors import FooljaxError
+
+
+def _check_labels(logits_fn, params, images, labels, targeted):
+    if is_concrete(labels):  # the class count costs an eval_shape: only if used
+        check_labels(
+            labels,
+            num_classes_of(logits_fn, params, images),
+            "target label" if targeted else "label",
+        )
 
 
 @functools.partial(jax.jit, static_argnames=("logits_fn", "targeted"))
@@ -62,7 +78,8 @@ def fgsm(
       images: ``[B, H, W, C]`` float32 in [0, 1].
       labels: ``[B]`` int; the true labels (untargeted: raise their loss) or the
         target labels (``targeted=True``: lower their loss).
-      epsilon: L-inf size in pixel units of [0, 1].
+      epsilon: L-inf size in pixel units of [0, 1]; a float or a traced
+        scalar (``vmap`` over an epsilon curve).
 
     Returns:
       ``[B, H, W, C]`` adversarial images in ``[0, 1]`` with
@@ -70,17 +87,13 @@ def fgsm(
     """
     epsilon = check_epsilon(epsilon)
     check_images(images)
-    check_labels(
-        labels,
-        num_classes_of(logits_fn, params, images),
-        "target label" if targeted else "label",
-    )
+    _check_labels(logits_fn, params, images, labels, targeted)
     return _fgsm(
         logits_fn,
         params,
         jnp.asarray(images, jnp.float32),
         jnp.asarray(labels, jnp.int32),
-        jnp.float32(epsilon),
+        jnp.asarray(epsilon, jnp.float32),
         targeted=targeted,
     )
 
@@ -128,8 +141,9 @@ def pgd(
     Args:
       images: ``[B, H, W, C]`` float32 in [0, 1]; labels ``[B]`` int (true or
         target labels, as in ``fgsm``).
-      epsilon: radius of the L-inf ball (pixel units of [0, 1]).
-      step_size: per-step sign step; default ``2.5 * epsilon / num_steps``.
+      epsilon: radius of the L-inf ball (pixel units of [0, 1]); may be traced.
+      step_size: per-step sign step; default ``2.5 * epsilon / num_steps``;
+        may be traced.
       num_steps: number of projected sign steps (``pgd_step``, host loop).
       random_start: start from a uniform point of the ball (needs ``key``).
 
@@ -141,24 +155,17 @@ def pgd(
         step_size = 2.5 * epsilon / max(num_steps, 1)
     step_size = check_epsilon(step_size, "step_size")
     if num_steps < 0:
-        from fooljax.errors import FooljaxError
-
         raise FooljaxError(f"num_steps must be >= 0, got {num_steps}")
     check_images(images)
-    check_labels(
-        labels,
-        num_classes_of(logits_fn, params, images),
-        "target label" if targeted else "label",
-    )
+    _check_labels(logits_fn, params, images, labels, targeted)
     if random_start and key is None:
-        from fooljax.errors import FooljaxError
-
         raise FooljaxError("pgd(random_start=True) needs a PRNG key")
     if key is None:
         key = jax.random.key(0)  # unused
     images = jnp.asarray(images, jnp.float32)
     labels = jnp.asarray(labels, jnp.int32)
-    epsilon, step_size = jnp.float32(epsilon), jnp.float32(step_size)
+    epsilon = jnp.asarray(epsilon, jnp.float32)
+    step_size = jnp.asarray(step_size, jnp.float32)
     x = _pgd_start(key, images, epsilon, random_start=bool(random_start))
     for _ in range(int(num_steps)):
         x = pgd_step(

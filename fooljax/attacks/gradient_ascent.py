@@ -20,7 +20,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fooljax.attacks.common import check_images, check_labels, num_classes_of
+from fooljax.attacks.common import (
+    check_images,
+    check_labels,
+    is_concrete,
+    num_classes_of,
+)
 from fooljax.errors import FooljaxError
 
 
@@ -65,7 +70,8 @@ def gradient_ascent(
       logits_fn: differentiable ``logits_fn(params, images) -> [B, K]``.
       init_images: ``[B, H, W, C]`` float32 in [0, 1] (noise or blank).
       classes: ``[B]`` int, the class each image climbs.
-      step_size: gradient step (pixel units per unit gradient).
+      step_size: gradient step (pixel units per unit gradient); may be traced,
+        as may ``l2_decay`` (then unchecked).
       num_steps: ascent steps (``lax.fori_loop``).
       l2_decay: weight of the L2 decay ``decay/2 * |x|^2``.
 
@@ -74,8 +80,11 @@ def gradient_ascent(
       the softmax probability of each image's class.
     """
     check_images(init_images)
-    check_labels(classes, num_classes_of(logits_fn, params, init_images), "class")
-    if step_size <= 0 or num_steps < 0 or l2_decay < 0:
+    if is_concrete(classes):
+        check_labels(classes, num_classes_of(logits_fn, params, init_images), "class")
+    if num_steps < 0 or (
+        is_concrete((step_size, l2_decay)) and (step_size <= 0 or l2_decay < 0)
+    ):
         raise FooljaxError(
             "gradient_ascent needs step_size > 0, num_steps >= 0, l2_decay >= 0"
         )
@@ -85,8 +94,8 @@ def gradient_ascent(
         params,
         jnp.asarray(init_images, jnp.float32),
         classes,
-        jnp.float32(step_size),
-        jnp.float32(l2_decay),
+        jnp.asarray(step_size, jnp.float32),
+        jnp.asarray(l2_decay, jnp.float32),
         num_steps=int(num_steps),
     )
     conf = jnp.exp(class_log_prob(logits_fn, params, x, classes))

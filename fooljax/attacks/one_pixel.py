@@ -12,17 +12,31 @@ Early stop per image (Sec. IV-A): ``p(true) < 0.05`` untargeted, ``p(target) >=
 fools the model (``"success"``, what ART and the Keras reimplementation do), or
 never (``"none"``).
 
-Batching: every image has its own DE population; images x population are
-evaluated together every generation (in model calls of a fixed ``eval_batch``
-images on CPU, one call on GPU/TPU; calls holding only stopped images are
-skipped), and the generations of a batch run
-in one compiled ``lax.while_loop`` that ends when all images have stopped or the
-budget is spent. A stopped image keeps its result and stops counting queries.
-Between chunks of generations (``compact_every``) the host drops stopped images
-from the batch (padded to quarter-octave sizes to bound recompilation), so late
-generations do not pay forward passes for finished images.
+Two configurations: ``OnePixelConfig`` is the attack (what is searched and when
+it stops); ``Execution`` is how it runs (``eval_batch``, ``memoize``,
+``compact_every``) and never changes the results, up to the model's own
+batch-size numerics.
 
-Memoised queries (``memoize=True``, needs ``eval_batch > 0``): once DE's
+Pure cores (un-jitted, jittable with ``probs_fn``, ``config``, ``eval_batch``
+and ``memoize`` static, and vmappable): ``init`` evaluates each image's initial
+population into an ``OnePixelState``; ``run_chunk`` runs generations in one
+``lax.while_loop`` until every valid image has stopped or a generation bound is
+reached; ``best`` paints each image's best candidate; ``evaluate`` and
+``evaluate_memo`` are the generation's model queries. ``attack`` is the host
+driver that calls cached ``jax.jit`` wrappers of them.
+
+Batching: every image has its own DE population; images x population are
+evaluated together every generation (in model calls of a fixed
+``Execution.eval_batch`` images on CPU, one call on GPU/TPU; calls holding only
+stopped images are skipped), and the generations of a batch run in one
+compiled ``lax.while_loop`` that ends when all images have stopped or the
+budget is spent. A stopped image keeps its result and stops counting queries.
+Between chunks of ``Execution.compact_every`` generations the host drops
+stopped images from the batch (padded to quarter-octave sizes to bound
+recompilation), so late generations do not pay forward passes for finished
+images.
+
+Memoised queries (``Execution.memoize``, needs ``eval_batch > 0``): once DE's
 population collapses most trials paint exactly the pixels of a current member
 or of an earlier trial; those reuse the known probabilities, and only the new
 images of all attacks are packed into the model calls. Exact: the results are
@@ -37,7 +51,6 @@ results do not depend on which images share a batch or how it is compacted
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -58,7 +71,7 @@ EARLY_STOP_MODES = ("threshold", "success", "none")
 
 @dataclasses.dataclass(frozen=True)
 class OnePixelConfig:
-    """Attack settings (hashable: a static argument of the compiled loop)."""
+    """Attack settings (hashable: a static argument of the compiled cores)."""
 
     num_pixels: int = 1  # k >= 1
     population_size: int = 400  # P >= 4
@@ -70,7 +83,13 @@ class OnePixelConfig:
     early_stop: str = "threshold"  # threshold | success | none
     colour_mean: float = 128.0
     colour_std: float = 127.0
-    compact_every: int = 10  # generations per compiled chunk; 0 = one chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How ``attack`` runs; none of it changes the results (up to the model's
+    batch-size numerics, bit-identical on XLA:CPU in the tests)."""
+
     # model calls of fixed size: the images x population candidates of a
     # generation are painted and evaluated ``eval_batch`` at a time (lax.map);
     # 0 = one call on the whole working batch; None = auto (CPU: 100, which
@@ -84,6 +103,9 @@ class OnePixelConfig:
     # ``eval_batch`` images; ``queries`` counts only the model evaluations made.
     # Needs ``eval_batch > 0`` (with one call per generation nothing is skipped).
     memoize: bool = True
+    # generations per compiled chunk, between which the host drops stopped
+    # images from the working batch; 0 = one chunk
+    compact_every: int = 10
 
 
 AUTO_EVAL_BATCH_CPU = 100
@@ -113,9 +135,24 @@ class OnePixelResult(NamedTuple):
     queries: np.ndarray  # [B] int32 model evaluations spent on the image
 
 
-def probs_from_logits(logits_fn) -> ProbsFn:
-    """``probs_fn(params, images)`` = softmax of a ``logits_fn``."""
-    return lambda params, images: jax.nn.softmax(logits_fn(params, images), axis=-1)
+@dataclasses.dataclass(frozen=True)
+class SoftmaxProbs:
+    """``probs_fn(params, images) = softmax(logits_fn(params, images))``.
+
+    A frozen dataclass rather than a lambda: two wrappers of the same
+    ``logits_fn`` compare and hash equal, so as a static argument of the
+    compiled cores they share one compilation."""
+
+    logits_fn: Callable[[Any, jnp.ndarray], jnp.ndarray]
+
+    def __call__(self, params, images):
+        return jax.nn.softmax(self.logits_fn(params, images), axis=-1)
+
+
+def probs_from_logits(logits_fn) -> SoftmaxProbs:
+    """``probs_fn(params, images [N, H, W, C]) -> [N, K]``, softmax of a
+    ``logits_fn``; equal (and equally hashed) for the same ``logits_fn``."""
+    return SoftmaxProbs(logits_fn)
 
 
 def search_box(image_shape, num_pixels: int) -> de.DEParams:
@@ -165,19 +202,19 @@ def apply_candidate(image: jax.Array, candidate: jax.Array) -> jax.Array:
     return jnp.where((last > 0)[..., None], painted, image)
 
 
-def _fitness(probs, labels, targets, targeted: bool):
-    """Maximised. ``probs [B, P, K]`` -> ``[B, P]``."""
-    if targeted:
+def _fitness(probs, labels, targets):
+    """Maximised. ``probs [B, P, K]`` -> ``[B, P]``; ``targets`` None: untargeted."""
+    if targets is not None:
         return jnp.take_along_axis(probs, targets[:, None, None], axis=-1)[..., 0]
     return -jnp.take_along_axis(probs, labels[:, None, None], axis=-1)[..., 0]
 
 
-def _stopped(best_probs, labels, targets, targeted: bool, config: OnePixelConfig):
+def _stopped(best_probs, labels, targets, config: OnePixelConfig):
     """``best_probs [B, K]`` -> ``[B]`` bool: this image's search is over."""
     pred = jnp.argmax(best_probs, axis=-1)
     if config.early_stop == "none":
         return jnp.zeros(pred.shape, bool)
-    if targeted:
+    if targets is not None:
         if config.early_stop == "success":
             return pred == targets
         p_t = jnp.take_along_axis(best_probs, targets[:, None], -1)[:, 0]
@@ -188,15 +225,17 @@ def _stopped(best_probs, labels, targets, targeted: bool, config: OnePixelConfig
     return p_y < config.untargeted_threshold
 
 
-class _Carry(NamedTuple):
-    state: de.DEState  # batched over images: population [B, P, D], ...
+class OnePixelState(NamedTuple):
+    """The attack of a batch of ``B`` images between generations."""
+
+    de_state: de.DEState  # batched over images: population [B, P, D], ...
     pop_probs: jax.Array  # [B, P, K] model output for each current member
-    active: jax.Array  # [B] bool
-    generations: jax.Array  # [B] int32
-    queries: jax.Array  # [B] int32
+    active: jax.Array  # [B] bool: still searching
+    generations: jax.Array  # [B] int32 generations run (excl. the initial one)
+    queries: jax.Array  # [B] int32 model evaluations spent
 
 
-def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0, active=None):
+def evaluate(probs_fn, params, images, candidates, active=None, *, eval_batch=0):
     """``images [B, H, W, C]``, ``candidates [B, P, D]`` -> probs ``[B, P, K]``.
 
     ``eval_batch > 0``: the ``B * P`` (image, candidate) pairs are painted and
@@ -204,7 +243,8 @@ def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0, active=
     one padded with copies of the first pair), so each candidate's
     probabilities do not depend on the working-batch size. With ``active [B]``
     given, a call whose images are all inactive (stopped, or padding) is skipped
-    (``lax.cond``; its rows are 0): no forward passes for finished attacks."""
+    (``lax.cond``; its rows are 0): no forward passes for finished attacks.
+    ``eval_batch = 0``: one call on all ``B * P`` images (``active`` unused)."""
     b, p = candidates.shape[:2]
     if not eval_batch:
         perturbed = jax.vmap(
@@ -251,7 +291,8 @@ def _evaluate(probs_fn, params, images, candidates, eval_batch: int = 0, active=
 def pixel_keys(candidates: jax.Array, image_shape) -> jax.Array:
     """``[..., k (2 + C)]`` -> ``[..., Q]`` int32 naming exactly what
     ``apply_candidate`` paints: per pixel its index ``y * W + x`` and its 8-bit
-    colours packed three to an int32. Equal keys => equal perturbed images."""
+    colours packed three to an int32 (``Q = k (1 + ceil(C / 3))``). Equal keys
+    => equal perturbed images."""
     h, w, c = image_shape
     pix = candidates.reshape(candidates.shape[:-1] + (-1, 2 + c))
     xs = jnp.clip(jnp.floor(pix[..., 0]).astype(jnp.int32), 0, w - 1)
@@ -282,18 +323,20 @@ def _duplicate_sources(trial_keys: jax.Array, pop_keys: jax.Array):
     return jnp.any(eq, -1), jnp.argmax(eq, -1)
 
 
-def _evaluate_memo(
-    probs_fn, params, images, trials, population, pop_probs, active, eval_batch: int
+def evaluate_memo(
+    probs_fn, params, images, trials, population, pop_probs, active, *, eval_batch
 ):
-    """Like ``_evaluate`` but only the *new* painted images are queried.
+    """Like ``evaluate`` but only the *new* painted images are queried.
 
-    ``trials, population [B, P, D]``, ``pop_probs [B, P, K]``, ``active [B]``.
-    Trials of active images that are not duplicates (``_duplicate_sources``)
-    are packed, in a fixed order, into calls of exactly ``eval_batch`` images
-    (calls past the last new trial are skipped by ``lax.cond``); duplicates copy their
-    source's probabilities. Returns ``(probs [B, P, K], new [B, P] bool)``.
-    Results equal ``_evaluate``'s when the model's output for an image does not
-    depend on its row in the call (XLA:CPU: bit-identical, tested)."""
+    ``images [B, H, W, C]``, ``trials, population [B, P, D]``, ``pop_probs
+    [B, P, K]``, ``active [B]``, ``eval_batch >= 1``. Trials of active images
+    that are not duplicates (``_duplicate_sources``) are packed, in a fixed
+    order, into calls of exactly ``eval_batch`` images (calls past the last new
+    trial are skipped by ``lax.cond``); duplicates copy their source's
+    probabilities. Returns ``(probs [B, P, K], new [B, P] bool)``; rows of
+    inactive images are 0 unless they duplicate a member. Results equal
+    ``evaluate``'s when the model's output for an image does not depend on its
+    row in the call (XLA:CPU: bit-identical, tested)."""
     b, p, d = trials.shape
     shape = images.shape[1:]
     # one image at a time: the [P, 2P] comparison stays small for big populations
@@ -316,7 +359,7 @@ def _evaluate_memo(
     num_calls = -(-jnp.sum(flat_new, dtype=jnp.int32) // eval_batch)
 
     def maybe_call(i):
-        # (in lax.cond: ~2x faster on XLA:CPU, see _evaluate)
+        # (in lax.cond: ~2x faster on XLA:CPU, see evaluate)
         return jax.lax.cond(
             i < num_calls,
             one_call,
@@ -332,26 +375,36 @@ def _evaluate_memo(
     return jnp.where(dup[..., None], copied, computed), new
 
 
-def _uses_memo(config: OnePixelConfig) -> bool:
-    return bool(config.memoize and config.eval_batch)
+def init(
+    probs_fn, params, images, labels, targets, image_keys, *, config, eval_batch=0
+) -> OnePixelState:
+    """Draws and evaluates every image's initial population.
 
+    Args:
+      probs_fn: ``probs_fn(params, [N, H, W, C]) -> [N, K]`` (static under jit).
+      images: ``[B, H, W, C]`` float32 in [0, 1]; labels ``[B]`` int32.
+      targets: ``[B]`` int32 target classes, or None (untargeted).
+      image_keys: ``[B]`` PRNG keys, one per image (``fold_in(key, index)``);
+        the population is drawn from ``fold_in(image_key, 0)``.
+      config: ``OnePixelConfig`` (static; ``max_generations`` unused).
+      eval_batch: images per model call, 0 = one call (static, >= 0).
 
-@functools.partial(jax.jit, static_argnames=("probs_fn", "config", "targeted"))
-def _init_batch(
-    probs_fn, params, images, labels, targets, image_keys, *, config, targeted
-):
+    Returns:
+      ``OnePixelState`` at generation 0, ``queries = P``; images whose best
+      initial candidate already meets ``config.early_stop`` are inactive.
+    """
     box = search_box(images.shape[1:], config.num_pixels)
     pop = jax.vmap(
         lambda k: initial_population(jax.random.fold_in(k, 0), images.shape[1:], config)
     )(image_keys)
-    probs = _evaluate(probs_fn, params, images, pop, config.eval_batch)
-    fit = _fitness(probs, labels, targets, targeted)
+    probs = evaluate(probs_fn, params, images, pop, eval_batch=eval_batch)
+    fit = _fitness(probs, labels, targets)
     state = jax.vmap(de.init, in_axes=(0, 0, None))(pop, fit, box)
-    best = jnp.take_along_axis(probs, jnp.argmax(fit, 1)[:, None, None], 1)[:, 0]
-    stopped = _stopped(best, labels, targets, targeted, config)
+    best_probs = jnp.take_along_axis(probs, jnp.argmax(fit, 1)[:, None, None], 1)[:, 0]
+    stopped = _stopped(best_probs, labels, targets, config)
     b = images.shape[0]
-    return _Carry(
-        state=state,
+    return OnePixelState(
+        de_state=state,
         pop_probs=probs,
         active=~stopped,
         generations=jnp.zeros((b,), jnp.int32),
@@ -359,100 +412,149 @@ def _init_batch(
     )
 
 
-@functools.partial(
-    jax.jit, static_argnames=("probs_fn", "config", "targeted"), donate_argnums=(6,)
-)
-def _run_chunk(
+def run_chunk(
     probs_fn,
     params,
     images,
     labels,
     targets,
     image_keys,
-    carry,
+    state: OnePixelState,
     valid,
     stop_generation,
     *,
     config,
-    targeted,
-):
-    """Runs generations while any valid image is active and the global generation
-    counter is below ``stop_generation``. All images of a batch are at the same
-    generation (``carry.state.generation``, shared)."""
+    eval_batch=0,
+    memoize=True,
+) -> OnePixelState:
+    """Runs generations while any valid image is active and the shared
+    generation counter is below ``stop_generation`` (one ``lax.while_loop``).
+
+    Args:
+      images, labels, targets, image_keys: as for ``init`` (``[B, ...]``).
+      state: ``OnePixelState`` from ``init`` or an earlier ``run_chunk``. All
+        images of a batch are at the same generation
+        (``state.de_state.generation``, shared; generation ``g`` of an image
+        draws from ``fold_in(image_key, g)``, so chunking never changes
+        results).
+      valid: ``[B]`` bool, False for padding rows (they never keep it running).
+      stop_generation: int32 scalar, the generation to stop at.
+      config: static ``OnePixelConfig``. eval_batch: static images per model
+        call (0 = one call). memoize: static; reuse the probabilities of trials
+        that paint a known image (only with ``eval_batch > 0``).
+
+    Returns:
+      The next ``OnePixelState``; stopped images keep their state and stop
+      counting generations and queries.
+    """
     box = search_box(images.shape[1:], config.num_pixels).replace(
         differential_weight=config.differential_weight,
         crossover_rate=config.crossover_rate,
     )
+    use_memo = bool(memoize and eval_batch)
 
-    def cond(c: _Carry):
-        gen = c.state.generation[0]
+    def cond(c: OnePixelState):
+        gen = c.de_state.generation[0]
         return jnp.any(c.active & valid) & (gen < stop_generation)
 
-    def body(c: _Carry):
-        gen = c.state.generation[0] + 1  # 1-based; 0 keyed the initial population
+    def body(c: OnePixelState):
+        gen = c.de_state.generation[0] + 1  # 1-based; 0 keyed the initial population
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(image_keys, gen)
-        trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.state, box)
-        if _uses_memo(config):
-            probs, new = _evaluate_memo(
+        trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.de_state, box)
+        if use_memo:
+            probs, new = evaluate_memo(
                 probs_fn,
                 params,
                 images,
                 trials,
-                c.state.population,
+                c.de_state.population,
                 c.pop_probs,
                 c.active,
-                config.eval_batch,
+                eval_batch=eval_batch,
             )
             spent = jnp.sum(new, axis=1, dtype=jnp.int32)
         else:
-            probs = _evaluate(
-                probs_fn, params, images, trials, config.eval_batch, c.active
+            probs = evaluate(
+                probs_fn, params, images, trials, c.active, eval_batch=eval_batch
             )
             spent = c.active.astype(jnp.int32) * config.population_size
-        fit = _fitness(probs, labels, targets, targeted)
+        fit = _fitness(probs, labels, targets)
         new_state = jax.vmap(de.tell, in_axes=(0, 0, 0, None))(
-            trials, fit, c.state, box
+            trials, fit, c.de_state, box
         )
-        better = fit > c.state.fitness
+        better = fit > c.de_state.fitness
         new_probs = jnp.where(better[..., None], probs, c.pop_probs)
         act = c.active
         # stopped images keep their state (but the shared counter moves on)
-        state = jax.tree_util.tree_map(
+        de_state = jax.tree_util.tree_map(
             lambda new, old: jnp.where(
                 act.reshape(act.shape + (1,) * (new.ndim - 1)), new, old
             ),
             new_state,
-            c.state,
+            c.de_state,
         )
-        state = state.replace(generation=new_state.generation)
+        de_state = de_state.replace(generation=new_state.generation)
         pop_probs = jnp.where(act[:, None, None], new_probs, c.pop_probs)
-        best_i = jnp.argmax(state.fitness, axis=1)
-        best = jnp.take_along_axis(pop_probs, best_i[:, None, None], 1)[:, 0]
-        stopped = _stopped(best, labels, targets, targeted, config)
-        return _Carry(
-            state=state,
+        best_i = jnp.argmax(de_state.fitness, axis=1)
+        best_probs = jnp.take_along_axis(pop_probs, best_i[:, None, None], 1)[:, 0]
+        stopped = _stopped(best_probs, labels, targets, config)
+        return OnePixelState(
+            de_state=de_state,
             pop_probs=pop_probs,
             active=act & ~stopped,
             generations=c.generations + act.astype(jnp.int32),
             queries=c.queries + spent,
         )
 
-    return jax.lax.while_loop(cond, body, carry)
+    return jax.lax.while_loop(cond, body, state)
 
 
-@jax.jit
-def _finish(images, carry: _Carry):
-    best_i = jnp.argmax(carry.state.fitness, axis=1)
-    best_cand = jnp.take_along_axis(carry.state.population, best_i[:, None, None], 1)[
-        :, 0
-    ]
-    best_probs = jnp.take_along_axis(carry.pop_probs, best_i[:, None, None], 1)[:, 0]
+def best(images, state: OnePixelState):
+    """Each image's best candidate painted in.
+
+    ``images [B, H, W, C]`` -> ``(adversarial [B, H, W, C], candidate [B, D],
+    probs [B, K])``, the model output on the adversarial image."""
+    best_i = jnp.argmax(state.de_state.fitness, axis=1)
+    best_cand = jnp.take_along_axis(
+        state.de_state.population, best_i[:, None, None], 1
+    )[:, 0]
+    best_probs = jnp.take_along_axis(state.pop_probs, best_i[:, None, None], 1)[:, 0]
     adv = jax.vmap(apply_candidate)(images, best_cand)
     return adv, best_cand, best_probs
 
 
-def validate_inputs(images, labels, targets, config: OnePixelConfig, input_shape=None):
-    """Raises ``FooljaxError`` with one clear line for unusable inputs."""
+# Compiled once per module: ``attack`` calls these, so repeated attacks with
+# equal static arguments and input shapes reuse the executables.
+_init_jit = jax.jit(init, static_argnames=("probs_fn", "config", "eval_batch"))
+_run_chunk_jit = jax.jit(
+    run_chunk,
+    static_argnames=("probs_fn", "config", "eval_batch", "memoize"),
+    donate_argnums=(6,),
+)
+_best_jit = jax.jit(best)
+_image_keys_jit = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
+
+
+def validate_execution(execution: Execution) -> None:
+    """Raises ``FooljaxError`` with one clear line for unusable settings."""
+    resolve_eval_batch(execution.eval_batch, "cpu")
+    if execution.compact_every < 0:
+        raise FooljaxError(
+            f"compact_every must be >= 0 (0 = one chunk), got {execution.compact_every}"
+        )
+
+
+def validate_inputs(
+    images,
+    labels,
+    targets,
+    config: OnePixelConfig,
+    input_shape=None,
+    *,
+    execution: Execution | None = None,
+):
+    """Raises ``FooljaxError`` with one clear line for unusable inputs (and
+    ``execution`` settings, when given)."""
     images = np.asarray(images)
     if images.ndim != 4:
         raise FooljaxError(
@@ -489,6 +591,8 @@ def validate_inputs(images, labels, targets, config: OnePixelConfig, input_shape
             f"early_stop must be one of {', '.join(EARLY_STOP_MODES)}, "
             f"got '{config.early_stop}'"
         )
+    if execution is not None:
+        validate_execution(execution)
     labels = np.asarray(labels)
     if labels.shape != (b,):
         raise FooljaxError(f"labels must be [{b}], got shape {labels.shape}")
@@ -525,28 +629,37 @@ def attack(
     *,
     targets=None,
     config: OnePixelConfig = OnePixelConfig(),
+    execution: Execution = Execution(),
     image_indices=None,
     input_shape=None,
     num_classes: int | None = None,
 ) -> OnePixelResult:
-    """Attacks a batch of images at once.
+    """Attacks a batch of images at once (host driver over ``init``,
+    ``run_chunk`` and ``best``).
 
     Args:
       key: PRNG key; image ``i`` uses ``fold_in(key, image_indices[i])``.
       probs_fn: ``probs_fn(params, images [N, H, W, C] in [0, 1]) -> [N, K]``
-        probabilities (black box; see ``probs_from_logits``).
+        probabilities (black box; see ``probs_from_logits``). Hashable: a
+        static argument of the compiled cores.
       images: ``[B, H, W, C]`` float32 in [0, 1].
       labels: ``[B]`` true classes. targets: ``[B]`` target classes (targeted
         attack) or None (untargeted).
+      config: the attack (``OnePixelConfig``).
+      execution: how it runs (``Execution``); does not change the results.
       image_indices: ``[B]`` ints naming the images (default ``0..B-1``); pass
         dataset indices so an image's result does not depend on its batch.
+      input_shape, num_classes: the model's, to refuse mismatched inputs.
+
+    Returns:
+      ``OnePixelResult`` of NumPy arrays.
     """
-    validate_inputs(images, labels, targets, config, input_shape)
+    validate_inputs(images, labels, targets, config, input_shape, execution=execution)
     images = jnp.asarray(images, jnp.float32)
     b = images.shape[0]
     labels_np = np.asarray(labels, np.int32)
     targeted = targets is not None
-    targets_np = np.asarray(targets, np.int32) if targeted else np.zeros_like(labels_np)
+    targets_np = np.asarray(targets, np.int32) if targeted else None
     if num_classes is not None:
         bad = (labels_np < 0) | (labels_np >= num_classes)
         if targeted:
@@ -556,18 +669,16 @@ def attack(
     idx = np.arange(b) if image_indices is None else np.asarray(image_indices)
     if idx.shape != (b,):
         raise FooljaxError(f"image_indices must be [{b}], got shape {idx.shape}")
-    image_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(idx))
-    labels_j, targets_j = jnp.asarray(labels_np), jnp.asarray(targets_np)
-    # fields the compiled code does not read are normalised, so runs that
-    # differ only in budget or chunking share the compiled functions
-    kernel_cfg = dataclasses.replace(
-        config,
-        max_generations=0,
-        compact_every=0,
-        eval_batch=resolve_eval_batch(config.eval_batch),
-    )
+    image_keys = _image_keys_jit(key, jnp.asarray(idx))
+    labels_j = jnp.asarray(labels_np)
+    targets_j = jnp.asarray(targets_np) if targeted else None
+    # the budget is read by this host loop only: runs that differ in it share
+    # the compiled functions
+    kernel_cfg = dataclasses.replace(config, max_generations=0)
+    eval_batch = resolve_eval_batch(execution.eval_batch)
+    memoize = bool(execution.memoize and eval_batch)
 
-    carry = _init_batch(
+    state = _init_jit(
         probs_fn,
         params,
         images,
@@ -575,19 +686,19 @@ def attack(
         targets_j,
         image_keys,
         config=kernel_cfg,
-        targeted=targeted,
+        eval_batch=eval_batch,
     )
     # Host loop over chunks of generations; between chunks, stopped images leave
     # the working batch. ``rows`` maps working rows to the caller's images.
-    final = jax.device_get(carry)
+    final = jax.device_get(state)
     rows = np.arange(b)
-    chunk = config.compact_every or config.max_generations
+    chunk = execution.compact_every or config.max_generations
     work_imgs, work_lab, work_tgt, work_keys, work = (
         images,
         labels_j,
         targets_j,
         image_keys,
-        carry,
+        state,
     )
     gen = 0
     t_start = time.perf_counter()
@@ -604,7 +715,7 @@ def attack(
             )
         if not active.any():
             break
-        if config.compact_every and active.sum() < len(rows):
+        if execution.compact_every and active.sum() < len(rows):
             keep = rows[active]
             n = _bucket(len(keep), b)
             sel = np.concatenate([np.nonzero(active)[0], np.zeros(n - len(keep), int)])
@@ -614,16 +725,13 @@ def attack(
             work = jax.tree_util.tree_map(take, work)
             pad_mask = np.arange(n) < len(keep)
             work = work._replace(active=work.active & jnp.asarray(pad_mask))
-            work_imgs, work_lab, work_tgt, work_keys = (
-                take(work_imgs),
-                take(work_lab),
-                take(work_tgt),
-                take(work_keys),
+            work_imgs, work_lab, work_tgt, work_keys = jax.tree_util.tree_map(
+                take, (work_imgs, work_lab, work_tgt, work_keys)
             )
             rows = keep
         gen = min(gen + chunk, config.max_generations)
         valid = jnp.arange(work.active.shape[0]) < len(rows)
-        work = _run_chunk(
+        work = _run_chunk_jit(
             probs_fn,
             params,
             work_imgs,
@@ -634,11 +742,12 @@ def attack(
             valid,
             jnp.int32(gen),
             config=kernel_cfg,
-            targeted=targeted,
+            eval_batch=eval_batch,
+            memoize=memoize,
         )
     final = _scatter_rows(final, work, rows, np.ones(len(rows), bool))
     final = jax.tree_util.tree_map(jnp.asarray, final)
-    adv, cand, probs = _finish(images, final)
+    adv, cand, probs = _best_jit(images, final)
     probs = np.asarray(probs)
     pred = probs.argmax(-1).astype(np.int32)
     success = pred == targets_np if targeted else pred != labels_np
@@ -654,7 +763,9 @@ def attack(
     )
 
 
-def _scatter_rows(final: _Carry, work: _Carry, rows: np.ndarray, which: np.ndarray):
+def _scatter_rows(
+    final: OnePixelState, work: OnePixelState, rows: np.ndarray, which: np.ndarray
+):
     """Copies working rows ``which`` (of the first ``len(rows)``) into ``final``."""
     if not which.any():
         return final
@@ -669,5 +780,4 @@ def _scatter_rows(final: _Carry, work: _Carry, rows: np.ndarray, which: np.ndarr
         f[dst] = np.asarray(w)[src]
         return f
 
-    out = jax.tree_util.tree_map(put, final, work_np)
-    return out
+    return jax.tree_util.tree_map(put, final, work_np)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from fooljax import models
+from fooljax.attacks.fgsm import fgsm
 from fooljax.errors import FooljaxError
 from fooljax.io.checkpoint import Checkpointer
 from fooljax.io.workdir import SUMMARY, append_jsonl, atomic_write_json, prepare_workdir
@@ -77,10 +78,21 @@ def make_loss_fn(logits_fn, *, weight_decay=0.0, adv_alpha=1.0, adv_epsilon=0.25
     def loss_fn(params, x, y):
         loss, logits = ce(params, x, y)
         if adv_alpha < 1.0:
-            gx = jax.grad(lambda xx: ce(params, xx, y)[0])(x)
-            x_adv = jnp.clip(
-                x + adv_epsilon * jnp.sign(jax.lax.stop_gradient(gx)), 0, 1
+            # The attacks package's FGSM, on the per-example input gradient. Its
+            # sign is that of the gradient of the mean batch loss (the mean only
+            # scales it by 1/B), so the adversarial images are the same except
+            # where a gradient underflows to 0 in one form and not the other.
+            # No gradient flows through the attack (stop_gradient on its
+            # inputs spares JAX the second-order terms; on its output as the
+            # paper's J(x + eps sign(grad)) treats the perturbation as fixed).
+            x_adv = fgsm(
+                logits_fn,
+                jax.lax.stop_gradient(params),
+                jax.lax.stop_gradient(x),
+                y,
+                epsilon=adv_epsilon,
             )
+            x_adv = jax.lax.stop_gradient(x_adv)
             loss = adv_alpha * loss + (1 - adv_alpha) * ce(params, x_adv, y)[0]
         if weight_decay:
             kernels = [
