@@ -301,3 +301,20 @@ def test_cli_bad_epsilon_exits_2(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: epsilon must be in")
+
+
+def test_checks_run_on_concrete_values_and_traced_epsilon_works(linear):
+    params, x, y = linear
+    for eps in (jnp.float32(1.5), np.float32(-0.1)):  # concrete arrays: checked
+        with pytest.raises(FooljaxError, match="epsilon must be in"):
+            fgsm(linear_logits, params, x, y, epsilon=eps)
+    with pytest.raises(FooljaxError, match="step_size must be in"):
+        pgd(linear_logits, params, x, y, epsilon=0.1, step_size=jnp.float32(2.0))
+    ref = fgsm(linear_logits, params, x, y, epsilon=0.1)
+    traced = jax.jit(lambda e, xx: fgsm(linear_logits, params, xx, y, epsilon=e))
+    np.testing.assert_array_equal(traced(0.1, x), ref)
+    ref_pgd = pgd(linear_logits, params, x, y, epsilon=0.1, num_steps=3)
+    traced_pgd = jax.jit(
+        lambda e: pgd(linear_logits, params, x, y, epsilon=e, num_steps=3)
+    )
+    np.testing.assert_allclose(traced_pgd(0.1), ref_pgd, atol=1e-6)
