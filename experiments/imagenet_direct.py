@@ -18,34 +18,10 @@ names), archive.png (a sample of 100 classes), archive.html (all 1000, most
 confident first), classes/*.png, confidence.png.
 """
 
-import time
+from fooljax.runs import fooling
+from fooljax.runs.cli import run_main
 
-_T0 = time.time()
-
-from absl import flags  # noqa: E402
-
-from fooljax.cli import extra_args, run_main  # noqa: E402
-from fooljax.evolution import fooling  # noqa: E402
-from fooljax.evolution.flags import config_from_flags, define_fooling_flags  # noqa: E402
-
-define_fooling_flags(default_workdir="runs/imagenet_direct")
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    extra_args(argv)
-    summary = fooling.run(
-        config_from_flags(), FLAGS.workdir, overwrite=FLAGS.overwrite, t_start=_T0
-    )
-    n = summary["num_classes_at_least"]
-    print(
-        f"{summary['generations']} generations in {summary['wall_seconds']:.0f} s: "
-        f"median confidence {summary['median_confidence']:.4f}, "
-        f"{n['0.99']} classes >= 0.99, {n['0.9999']} >= 0.9999 "
-        f"of {len(summary['confidence'])}"
-    )
-    print(f"results in {FLAGS.workdir} (summary.json, archive.png, archive.html)")
-
+fooling.define_flags(default_workdir="runs/imagenet_direct", encoding="direct")
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(fooling.main)

@@ -17,42 +17,10 @@ elite at any resolution from there. The CPPN's weights use --mutation_rate and
 --mutation_eta (polynomial mutation in [-10, 10]).
 """
 
-import time
+from fooljax.runs import fooling
+from fooljax.runs.cli import run_main
 
-_T0 = time.time()
-
-from absl import flags  # noqa: E402
-
-from fooljax.cli import extra_args, run_main  # noqa: E402
-from fooljax.errors import FooljaxError  # noqa: E402
-from fooljax.evolution import fooling  # noqa: E402
-from fooljax.evolution.flags import (  # noqa: E402
-    config_from_flags,
-    cppn_options,
-    define_cppn_flags,
-    define_fooling_flags,
-)
-
-define_fooling_flags(default_workdir="runs/mnist_cppn", encoding="cppn")
-define_cppn_flags()
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    extra_args(argv)
-    if FLAGS.encoding != "cppn":
-        raise FooljaxError("experiments.mnist_cppn needs --encoding=cppn")
-    config = config_from_flags(encoding="cppn", encoding_options=cppn_options())
-    summary = fooling.run(config, FLAGS.workdir, overwrite=FLAGS.overwrite, t_start=_T0)
-    c = summary["confidence"]
-    print(
-        f"{summary['generations']} generations in {summary['wall_seconds']:.1f} s: "
-        f"min confidence {min(c):.6f}, {summary['num_classes_at_least']['0.9999']}"
-        f"/{len(c)} classes >= 0.9999, all >= 0.9999 at generation "
-        f"{summary['first_generation_all_at_least']['0.9999']}"
-    )
-    print(f"results in {FLAGS.workdir} (summary.json, archive.png, confidence.png)")
-
+fooling.define_flags(default_workdir="runs/mnist_cppn", encoding="cppn")
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(fooling.main)

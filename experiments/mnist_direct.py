@@ -11,34 +11,10 @@ Expected (paper settings, 1000 generations of 200, 2-core CPU): every class
 confidence.png, metrics.jsonl into the work directory.
 """
 
-import time
+from fooljax.runs import fooling
+from fooljax.runs.cli import run_main
 
-_T0 = time.time()
-
-from absl import flags  # noqa: E402
-
-from fooljax.cli import extra_args, run_main  # noqa: E402
-from fooljax.evolution import fooling  # noqa: E402
-from fooljax.evolution.flags import config_from_flags, define_fooling_flags  # noqa: E402
-
-define_fooling_flags(default_workdir="runs/mnist_direct")
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    extra_args(argv)
-    summary = fooling.run(
-        config_from_flags(), FLAGS.workdir, overwrite=FLAGS.overwrite, t_start=_T0
-    )
-    c = summary["confidence"]
-    print(
-        f"{summary['generations']} generations in {summary['wall_seconds']:.1f} s: "
-        f"min confidence {min(c):.6f}, {summary['num_classes_at_least']['0.9999']}"
-        f"/{len(c)} classes >= 0.9999, all >= 0.9999 at generation "
-        f"{summary['first_generation_all_at_least']['0.9999']}"
-    )
-    print(f"results in {FLAGS.workdir} (summary.json, archive.png, confidence.png)")
-
+fooling.define_flags(default_workdir="runs/mnist_direct", encoding="direct")
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(fooling.main)

@@ -23,7 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from fooljax import models
+from fooljax.attacks import fgsm, lbfgs_attack, per_example_loss, pgd, random_targets
+from fooljax.runs.cli import print_json_line
+from fooljax.runs.common import load_mnist_test
 from fooljax.train.zoo import LENET_CONFIG as LENET
+from fooljax.train.zoo import zoo_config
 
 flags.DEFINE_string("model", "lenet", "Registered model for FGSM/PGD.")
 flags.DEFINE_string("weights", "default", "Weights of --model.")
@@ -44,11 +49,6 @@ def _time(fn):
 
 def main(argv):
     del argv
-    from fooljax import models
-    from fooljax.attacks import fgsm, lbfgs_attack, per_example_loss, pgd
-    from fooljax.attacks.lbfgs import random_targets
-    from fooljax.cli import print_json_line
-
     clf = models.load_classifier(FLAGS.model, FLAGS.weights)
     b = FLAGS.batch_size
     key = jax.random.key(0)
@@ -72,16 +72,12 @@ def main(argv):
             times[k].append(_time(fn))
     best = {k: min(v) for k, v in times.items()}
 
-    from fooljax.train.zoo import zoo_config
-
     lb_model = (zoo_config(FLAGS.lbfgs_model) or LENET).model
     zoo_params = os.path.join(FLAGS.zoo_dir, FLAGS.lbfgs_model, "params.npz")
     weights = zoo_params if os.path.exists(zoo_params) else "init"
     lb_clf = models.load_classifier(lb_model, weights)
     n = FLAGS.lbfgs_images
     try:  # real test images when the data are here, else uniform noise
-        from fooljax.attacks.runs import load_mnist_test
-
         xl, yl = load_mnist_test(None, n)
         data = "mnist test"
     except Exception:  # noqa: BLE001

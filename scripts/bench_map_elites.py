@@ -26,8 +26,8 @@ import jax
 from absl import app, flags
 
 from fooljax import models
+from fooljax.encodings import make_encoding
 from fooljax.evolution import map_elites as me
-from fooljax.evolution.setup import make_encoding
 
 flags.DEFINE_string("encoding", "direct", "direct or cppn.")
 flags.DEFINE_string("model", "lenet", "Registered model.")

@@ -35,11 +35,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from fooljax import data, models
+from fooljax.attacks import one_pixel as op
+from fooljax.models.keras_cifar import HYPERPARTICLE_MEAN, HYPERPARTICLE_STD
+from fooljax.runs.one_pixel import OnePixelRunConfig, select_images
+from fooljax.train.evaluate import predict_logits
 
 
 def main():
@@ -53,7 +60,7 @@ def main():
         "--interleave_classes",
         action="store_true",
         help="the first --num_images *correctly classified* images, classes in "
-        "turn (experiments.one_pixel's selection, e.g. with --dataset=cifar10)",
+        "turn (fooljax.runs.one_pixel's selection, e.g. with --dataset=cifar10)",
     )
     ap.add_argument("--pixels", type=int, default=1)
     ap.add_argument("--population", type=int, default=400)
@@ -90,17 +97,8 @@ def main():
     )
     args = ap.parse_args()
 
-    import jax
-    import jax.numpy as jnp
-
-    from fooljax import data, models
-    from fooljax.attacks import one_pixel as op
-    from fooljax.train.evaluate import predict_logits
-
     clf = models.load_classifier(args.model, args.weights)
     if args.interleave_classes:
-        from experiments.one_pixel import OnePixelRunConfig, select_images
-
         sel_cfg = OnePixelRunConfig(
             model=args.model,
             weights=args.weights,
@@ -131,6 +129,8 @@ def main():
         population_size=args.population,
         max_generations=args.max_generations,
         early_stop=args.early_stop,
+    )
+    execution = op.Execution(
         compact_every=args.compact_every,
         eval_batch=args.eval_batch,
         memoize=args.memoize == "true",
@@ -138,12 +138,16 @@ def main():
     eval_batch = op.resolve_eval_batch(args.eval_batch)
     key = jax.random.key(args.seed)
     t0 = time.perf_counter()
-    res = op.attack(key, probs_fn, clf.params, images, y, config=cfg)
+    res = op.attack(
+        key, probs_fn, clf.params, images, y, config=cfg, execution=execution
+    )
     cold = time.perf_counter() - t0
     warm = cold
     if args.repeats > 1:
         t0 = time.perf_counter()
-        res = op.attack(key, probs_fn, clf.params, images, y, config=cfg)
+        res = op.attack(
+            key, probs_fn, clf.params, images, y, config=cfg, execution=execution
+        )
         warm = time.perf_counter() - t0
     queries = int(res.queries.sum())
     print(
@@ -203,7 +207,7 @@ def main():
         "timed_call": "warm" if args.repeats > 1 else "cold (compilation included)",
         "fooljax_cold_seconds_per_image": cold / n,
         "eval_batch": eval_batch,
-        "memoize": cfg.memoize,
+        "memoize": execution.memoize,
         "forward_images_per_second": best_rate,
         "forward_images_per_second_one_call": rate_one_call,
         "forward_images_per_second_eval_batch": rate_micro,
@@ -294,8 +298,6 @@ def _keras_forward(args, clf, fwd, images):
     import tensorflow as tf
     import tf_keras
 
-    from fooljax.models.keras_cifar import HYPERPARTICLE_MEAN, HYPERPARTICLE_STD
-
     # the original models' preprocessing (their repos' predict functions)
     mean_std = {
         "cifar_lenet": (HYPERPARTICLE_MEAN, HYPERPARTICLE_STD),
@@ -335,5 +337,4 @@ def _keras_forward(args, clf, fwd, images):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     main()

@@ -17,10 +17,14 @@ import sys
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import flags
 
-from fooljax.cli import extra_args, print_json_line, run_main
+from fooljax import models
+from fooljax.encodings import cppn
 from fooljax.errors import FooljaxError, WorkdirError
+from fooljax.io.images import save_png
+from fooljax.runs.cli import print_json_line, run_main
 
 flags.DEFINE_string("workdir", None, "Work directory of a CPPN run.")
 flags.DEFINE_integer("size", 1024, "Output height and width in pixels.")
@@ -34,8 +38,6 @@ FLAGS = flags.FLAGS
 def load_elites(workdir: str):
     """``(genomes, fitness, config, encoding_extra)`` of a run's latest checkpoint;
     ``genomes`` is a ``cppn.Genome`` with leaves ``[K, ...]``."""
-    from fooljax.encodings import cppn
-
     cfg_path = os.path.join(workdir, "config.json")
     if not os.path.exists(cfg_path):
         raise WorkdirError(f"{cfg_path} not found: is {workdir} a run directory?")
@@ -47,13 +49,9 @@ def load_elites(workdir: str):
         )
     shape = config.get("image_shape")
     if not shape:
-        from fooljax import models
-
         shape = models.get_spec(config["model"]).input_shape
     options = {k: v for k, v in config.get("encoding_options", [])}
     _, extra = cppn.make_encoding(tuple(shape), **options)
-
-    import orbax.checkpoint as ocp
 
     ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
     if not os.path.isdir(ckpt_dir):
@@ -76,7 +74,6 @@ def load_elites(workdir: str):
 
 
 def main(argv):
-    extra_args(argv)
     if not FLAGS.workdir:
         raise FooljaxError("--workdir is required")
     height = FLAGS.height if FLAGS.height is not None else FLAGS.size
@@ -95,8 +92,6 @@ def main(argv):
     out_dir = FLAGS.out_dir or os.path.join(FLAGS.workdir, "render")
     os.makedirs(out_dir, exist_ok=True)
     render = jax.jit(extra["render_fn"], static_argnums=(1, 2))
-    from fooljax.io.images import save_png
-
     paths = []
     for k in classes:
         if not np.isfinite(fitness[k]):

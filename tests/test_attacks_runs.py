@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from fooljax.attacks import runs
 from fooljax.errors import WorkdirError
+from fooljax.runs import gradient as runs
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +23,15 @@ def _summary(workdir):
 
 def test_run_fgsm_keys_and_no_clobber(tmp_path, mnist_dir):
     wd = str(tmp_path / "fgsm")
-    runs.run_fgsm(
-        wd,
+    cfg = runs.FgsmConfig(
         models="softmax_regression=lenet",
         epsilon=0.25,
-        curve_epsilons=[0.0],
+        curve_epsilons=(0.0,),
         num_images=40,
         batch_size=40,
         data_dir=mnist_dir,
     )
+    runs.run_fgsm(cfg, wd)
     s = _summary(wd)
     assert s["epsilon"] == 0.25
     row = s["models"]["softmax_regression"]
@@ -40,23 +40,23 @@ def test_run_fgsm_keys_and_no_clobber(tmp_path, mnist_dir):
     for png in ("fgsm_error_vs_epsilon.png", "fgsm_examples.png"):
         assert os.path.getsize(os.path.join(wd, png)) > 0
     with pytest.raises(WorkdirError):
-        runs.run_fgsm(
-            wd, models="softmax_regression=lenet", num_images=40, data_dir=mnist_dir
-        )
+        runs.run_fgsm(cfg, wd)
 
 
 def test_run_lbfgs_tables_keys(tmp_path, mnist_dir):
     wd = str(tmp_path / "lbfgs")
     runs.run_lbfgs_tables(
+        runs.LbfgsTablesConfig(
+            models="lenet",
+            table2_columns="lenet",
+            num_images=6,
+            batch_size=6,
+            num_search_steps=2,
+            max_iterations=15,
+            noise_stddevs=(0.1,),
+            data_dir=mnist_dir,
+        ),
         wd,
-        models="lenet",
-        table2_columns="lenet",
-        num_images=6,
-        batch_size=6,
-        num_search_steps=2,
-        max_iterations=15,
-        noise_stddevs=(0.1,),
-        data_dir=mnist_dir,
     )
     s = _summary(wd)
     t1 = s["table1"]["lenet"]
@@ -73,7 +73,7 @@ def test_run_lbfgs_tables_keys(tmp_path, mnist_dir):
 
 def test_run_gradient_ascent_keys(tmp_path):
     wd = str(tmp_path / "ga")
-    runs.run_gradient_ascent(wd, model="lenet", num_steps=30)
+    runs.run_gradient_ascent(runs.GradientAscentConfig(num_steps=30), wd)
     s = _summary(wd)
     assert len(s["confidence"]) == 10
     assert all(0.0 <= c <= 1.0 for c in s["confidence"])

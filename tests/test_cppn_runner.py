@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fooljax import models
-from fooljax.evolution import fooling
+from fooljax.runs import fooling
 from tests.tiny import tiny_classifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +48,7 @@ def _archive(workdir):
     return step, state["archive"]
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     clf = _tiny()
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
@@ -68,12 +69,13 @@ def test_resume_is_bit_identical(tmp_path):
     assert gens == [10, 20, 30, 40]
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(tmp_path):
     code = textwrap.dedent(
         f"""
         import json, jax
         from fooljax import models
-        from fooljax.evolution import fooling
+        from fooljax.runs import fooling
         from tests.tiny import tiny_classifier
         assert jax.local_device_count() == 4
         _, params, fn = tiny_classifier(num_classes=4, shape=(8, 8, 1))
@@ -133,6 +135,7 @@ def test_entry_point_bad_input_is_one_line(tmp_path, flag, message):
     assert not os.path.exists(tmp_path / "w" / "summary.json")
 
 
+@pytest.mark.slow
 def test_entry_point_and_render_at_another_resolution(tmp_path):
     w = str(tmp_path / "run")
     r = _run(

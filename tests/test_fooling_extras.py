@@ -9,8 +9,8 @@ import pytest
 from fooljax import models
 from fooljax.errors import FooljaxError, WeightsError
 from fooljax.evolution import map_elites as me
-from fooljax.evolution.runner import run_map_elites
 from fooljax.models.crops import ten_crop_log_probs, ten_crops
+from fooljax.runs.fooling import run_map_elites
 from tests.tiny import direct_encoding, tiny_classifier
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fooljax.errors import FooljaxError, WorkdirError
-from fooljax.evolution import fooling
+from fooljax.runs import fooling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = [
@@ -43,6 +43,7 @@ def _final_archive(workdir):
     return step, state["archive"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_bit_identically(tmp_path):
     args = [*SMALL, "--generations=1500", "--checkpoint_every=50", "--seed=3"]
     killed = str(tmp_path / "killed")
@@ -93,11 +94,12 @@ def test_killed_run_resumes_bit_identically(tmp_path):
     assert gens == list(range(10, 1501, 10))  # no duplicated or missing log lines
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(tmp_path):
     code = textwrap.dedent(
         f"""
         import json, jax, numpy as np
-        from fooljax.evolution import fooling
+        from fooljax.runs import fooling
         assert jax.local_device_count() == 4
         out = {{}}
         for nd in (1, 4):
@@ -185,6 +187,7 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
         fooling.run(fooling.FoolingConfig(population=20, eval_batch=10, seed=9), b2)
 
 
+@pytest.mark.slow
 def test_main_job_reaches_every_class():
     """The main job's flagfile, as the README runs it (about 20-60 s here)."""
     import tempfile

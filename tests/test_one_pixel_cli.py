@@ -35,7 +35,7 @@ def test_bad_pixel_count_exits_2(tmp_path):
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, kw, message):
-    from experiments.one_pixel import OnePixelRunConfig, run
+    from fooljax.runs.one_pixel import OnePixelRunConfig, run
 
     with pytest.raises(FooljaxError, match=message):
         run(OnePixelRunConfig(weights="init", **kw), str(tmp_path / "w"))
@@ -43,7 +43,7 @@ def test_bad_config_is_one_clear_error(tmp_path, kw, message):
 
 
 def test_tiny_real_run_refuses_clobber_and_resumes(data_root, tmp_path):
-    from experiments.one_pixel import OnePixelRunConfig, run
+    from fooljax.runs.one_pixel import OnePixelRunConfig, run
 
     cfg = OnePixelRunConfig(
         model="cifar_lenet",

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fooljax import models
+from fooljax import data, models
 from fooljax.attacks.fgsm import fgsm
 from fooljax.errors import FooljaxError
 from fooljax.io.checkpoint import Checkpointer
@@ -137,9 +137,7 @@ def make_train_step(loss_fn, optimizer):
 
 
 def load_dataset(name: str, split: str, data_dir=None, source="idx"):
-    from fooljax.data import load_dataset as _load
-
-    return _load(name, split, data_dir=data_dir, source=source)
+    return data.load_dataset(name, split, data_dir=data_dir, source=source)
 
 
 def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = False):

@@ -7,23 +7,23 @@ import logging
 import sys
 from collections.abc import Callable
 
+from absl import app, flags
+from absl import logging as absl_logging
+
 from fooljax.errors import FooljaxError
 
 
 def run_main(main: Callable[[list[str]], None]) -> None:
     """``absl.app.run(main)``, turning ``FooljaxError`` into one line + exit 2."""
-    from absl import app
 
     def wrapped(argv):
-        from absl import flags
-        from absl import logging as absl_logging
-
         # orbax logs every checkpoint step at INFO through absl; keep the console
         # for fooljax's own progress lines unless --verbosity asks for more.
         if not flags.FLAGS["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)
         setup_logging()
         try:
+            extra_args(argv)
             main(argv)
         except FooljaxError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)

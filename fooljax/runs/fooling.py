@@ -1,0 +1,594 @@
+"""Fooling-image experiments (Nguyen et al. 2015, Sec. 2-3): MAP-Elites over a
+classifier's classes with the direct or the CPPN encoding, MNIST or ImageNet.
+
+``run(FoolingConfig(...), workdir)`` loads the classifier, builds the encoding
+and runs (or resumes) MAP-Elites in ``workdir``; the generations run in
+compiled ``lax.scan`` chunks (``evolution.map_elites.make_run_chunk``) and this
+host loop only logs, checkpoints and writes pictures:
+
+- ``config.json``: the settings (a run with other settings is refused).
+- ``metrics.jsonl``: one line per chunk (generation, elite min/median/max
+  probability, classes >= 0.99 / 0.9999, generations/s, evaluations/s).
+- ``checkpoints/``: orbax, atomic, every ``checkpoint_every`` generations; a
+  restarted run resumes from the latest one, bit-identical to an uninterrupted
+  run (keys are ``fold_in(key, generation)``; chunking does not change results).
+- at the end: ``archive.png``, ``classes/*.png``, ``confidence.png`` (and
+  ``archive.html`` for more than 100 classes) and, last, ``summary.json``.
+
+The four entry points ``experiments.{mnist,imagenet}_{direct,cppn}`` are this
+module's ``define_flags`` + ``main`` with their own default work directory and
+encoding; the CPPN's settings are the ``--cppn_*`` flags, generated from
+``encodings.cppn.make_spec``'s defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from fooljax import models
+from fooljax.encodings import cppn, make_encoding
+from fooljax.errors import FooljaxError
+from fooljax.evolution import map_elites as me
+from fooljax.io import images as imageio
+from fooljax.io.checkpoint import Checkpointer
+from fooljax.io.workdir import (
+    SUMMARY,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    prepare_workdir,
+)
+from fooljax.models.crops import ten_crop_log_probs
+from fooljax.runs import PROCESS_T0, config
+from fooljax.runs.cli import print_json_line
+from fooljax.runs.common import load_classifier
+
+log = logging.getLogger("fooljax")
+FLAGS = flags.FLAGS
+
+METRICS = "metrics.jsonl"
+opt = config.opt
+
+
+@dataclasses.dataclass(frozen=True)
+class FoolingConfig:
+    model: str = opt("lenet", "Registered model name.")
+    weights: str = opt("default", "default, a checkpoint dir or a file.")
+    preprocess: str | None = opt(None, "identity, unit or caffe_deploy.")
+    mean_file: str | None = opt(None, "Caffe mean .binaryproto (caffe_deploy).")
+    encoding: str = opt("direct", "Genome encoding: direct or cppn.")
+    # CPPN settings (capacities, probabilities, ...) as (name, value) pairs so
+    # the config stays hashable; filled from the --cppn_* flags.
+    encoding_options: tuple = ()
+    image_shape: tuple[int, ...] | None = opt(
+        None, "H,W,C of genomes (default: the model's)."
+    )
+    population: int = opt(200, "Offspring per generation (paper: 200).")
+    generations: int = opt(1000, "Generations to run (paper, MNIST: 1000).")
+    mutation_rate: float = opt(0.1, "Per-gene mutation probability (paper: 0.1).")
+    mutation_eta: float = opt(15.0, "Polynomial mutation index (paper: 15).")
+    mutation_halving: int = opt(
+        0, "Halve the mutation rate every N generations (0 = never; paper: 1000)."
+    )
+    crossover_rate: float = opt(0.0, "SBX crossover probability (original code: 0.5).")
+    crossover_eta: float = opt(10.0, "SBX distribution index.")
+    seed: int = opt(0, "Random seed.")
+    checkpoint_every: int = opt(250, "Generations between checkpoints.")
+    log_every: int = opt(50, "Generations per compiled chunk (one log line each).")
+    num_devices: int = opt(0, "Devices to shard over; 0 = all that divide it.")
+    eval_batch: int = opt(50, "Images per model call (same on every device).")
+    ten_crop: bool = opt(False, "Score the mean softmax over 10 crops of input size.")
+
+    def validate(self) -> None:
+        if self.population < 2:
+            raise FooljaxError(f"population must be >= 2, got {self.population}")
+        if self.generations <= 0:
+            raise FooljaxError(f"generations must be > 0, got {self.generations}")
+        if self.checkpoint_every <= 0 or self.log_every <= 0:
+            raise FooljaxError("checkpoint_every and log_every must be > 0")
+        if self.num_devices < 0:
+            raise FooljaxError("num_devices must be >= 0")
+        if self.mutation_halving < 0:
+            raise FooljaxError("mutation_halving must be >= 0")
+        if self.image_shape is not None and (
+            len(self.image_shape) != 3 or min(self.image_shape) <= 0
+        ):
+            raise FooljaxError("--image_shape must be three positive integers H,W,C")
+
+
+# The CPPN's own flags, ``--cppn_<option>``; defaults from cppn.make_spec. The
+# weight mutation uses --mutation_rate/--mutation_eta.
+CPPN_HELP = {
+    "max_nodes": "Node capacity (4 inputs + outputs + hidden).",
+    "max_edges": "Connection capacity.",
+    "activations": "sine,sigmoid,gaussian,identity.",
+    "p_add_conn": "P(add a connection).",
+    "p_del_conn": "P(delete a connection).",
+    "p_change_conn": "P(rewire one connection endpoint).",
+    "p_add_node": "P(split a connection).",
+    "p_del_node": "P(delete a hidden node).",
+    "activation_rate": "Per-node probability of redrawing the activation function.",
+    "coords": "CPPN x, y inputs: 'centered' in [-1, 1], or 'pixel' = column/row "
+    "indices as in the paper's Sferes2 code.",
+    "output_map": "Output o -> pixel: 'affine' (o + 1) / 2, or 'abs' |o| as in "
+    "the Sferes2 code.",
+}
+_FROM_MUTATION = {"weight_rate": "mutation_rate", "weight_eta": "mutation_eta"}
+_CPPN_CHOICES = {"coords": cppn.COORDS, "output_map": cppn.OUTPUT_MAPS}
+
+
+def define_flags(*, default_workdir: str, encoding: str = "direct") -> None:
+    """The flags of a fooling entry point: --workdir, --overwrite, every
+    ``FoolingConfig`` field and the ``--cppn_*`` options."""
+    config.define_workdir_flags(default_workdir)
+    config.define_flags(FoolingConfig, encoding=encoding)
+    defaults = cppn.make_spec.__kwdefaults__
+    for name in cppn.OPTIONS:
+        if name in _FROM_MUTATION:
+            continue
+        flag, default = f"cppn_{name}", defaults[name]
+        if name in _CPPN_CHOICES:
+            flags.DEFINE_enum(flag, default, list(_CPPN_CHOICES[name]), CPPN_HELP[name])
+        elif isinstance(default, tuple):
+            flags.DEFINE_list(flag, list(default), CPPN_HELP[name])
+        elif isinstance(default, int):
+            flags.DEFINE_integer(flag, default, CPPN_HELP[name])
+        else:
+            flags.DEFINE_float(flag, default, CPPN_HELP[name])
+
+
+def config_from_flags(**overrides) -> FoolingConfig:
+    """The ``FoolingConfig`` of the parsed flags; with ``--encoding=cppn`` its
+    ``encoding_options`` are the ``--cppn_*`` flags."""
+    values = config.flag_values(FoolingConfig)
+    values.update(overrides)
+    if values["encoding"] == "cppn" and "encoding_options" not in overrides:
+        values["encoding_options"] = cppn_options(values)
+    cfg = FoolingConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def cppn_options(values: dict) -> tuple:
+    """The ``--cppn_*`` flags as ``FoolingConfig.encoding_options`` pairs."""
+    out = []
+    for name in cppn.OPTIONS:
+        if name in _FROM_MUTATION:
+            v = values[_FROM_MUTATION[name]]
+        else:
+            v = FLAGS[f"cppn_{name}"].value
+            v = ",".join(v) if isinstance(v, list) else v
+        out.append((name, v))
+    return tuple(out)
+
+
+def _check_image_shape(clf: models.Classifier, shape) -> None:
+    try:
+        out = jax.eval_shape(
+            clf.logits_fn, clf.params, jax.ShapeDtypeStruct((2, *shape), jnp.float32)
+        )
+    except Exception as e:  # shape errors surface as many exception types
+        raise FooljaxError(
+            f"model '{clf.name}' does not accept images of shape {tuple(shape)} "
+            f"(it takes {clf.input_shape}): {type(e).__name__}"
+        ) from None
+    if out.shape != (2, clf.num_classes):
+        raise FooljaxError(
+            f"model '{clf.name}' maps {tuple(shape)} images to {out.shape[1:]}, "
+            f"expected ({clf.num_classes},) class scores"
+        )
+
+
+def load_for(cfg: FoolingConfig) -> models.Classifier:
+    return load_classifier(cfg.model, cfg.weights, cfg.preprocess, cfg.mean_file)
+
+
+def run(
+    cfg: FoolingConfig,
+    workdir: str,
+    *,
+    overwrite: bool = False,
+    classifier: models.Classifier | None = None,
+    t_start: float | None = None,
+    stop_after: int | None = None,
+) -> dict:
+    """Evolves fooling images for every class of the model; returns summary.json.
+
+    ``classifier``: pass your own ``models.Classifier(logits_fn, params, ...)``
+    to fool a model that is not registered (``cfg.model`` is then a label).
+    ``stop_after``: stop unfinished after this many generations (tests).
+    """
+    t_start = time.time() if t_start is None else t_start
+    cfg.validate()
+    clf = classifier if classifier is not None else load_for(cfg)
+    shape = tuple(cfg.image_shape or clf.input_shape)
+    _check_image_shape(clf, shape)
+    encoding, _ = make_encoding(
+        cfg.encoding,
+        shape,
+        mutation_rate0=cfg.mutation_rate,
+        mutation_eta=cfg.mutation_eta,
+        halve_every=cfg.mutation_halving,
+        crossover_rate=cfg.crossover_rate,
+        crossover_eta=cfg.crossover_eta,
+        options=dict(cfg.encoding_options),
+    )
+    log_probs_fn = me.log_probs_from(logits_fn=clf.logits_fn)
+    if cfg.ten_crop:
+        crop_h, crop_w, _ = clf.input_shape
+        if (crop_h, crop_w) == tuple(shape[:2]):
+            raise FooljaxError(
+                f"--ten_crop needs genomes larger than the model's input "
+                f"{clf.input_shape[:2]}; set --image_shape (e.g. 256,256,3)"
+            )
+        log_probs_fn = ten_crop_log_probs(clf.logits_fn, crop_h, crop_w)
+        _check_image_shape(clf, (crop_h, crop_w, shape[2]))
+    return run_map_elites(
+        workdir=workdir,
+        config=dataclasses.asdict(cfg),
+        log_probs_fn=log_probs_fn,
+        params=clf.params,
+        encoding=encoding,
+        num_classes=clf.num_classes,
+        population=cfg.population,
+        num_generations=cfg.generations,
+        seed=cfg.seed,
+        class_names=list(clf.class_names) if clf.class_names else None,
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=cfg.log_every,
+        overwrite=overwrite,
+        mesh=default_mesh(cfg.population, cfg.num_devices),
+        eval_batch=cfg.eval_batch,
+        t_start=t_start,
+        stop_after=stop_after,
+        summary_extra={"encoding": cfg.encoding, "weights": cfg.weights},
+    )
+
+
+def main(argv) -> None:
+    """Entry point of ``experiments.{mnist,imagenet}_{direct,cppn}``."""
+    del argv
+    summary = run(
+        config_from_flags(),
+        FLAGS.workdir,
+        overwrite=FLAGS.overwrite,
+        t_start=PROCESS_T0,
+    )
+    c, n = summary["confidence"], summary["num_classes_at_least"]
+    print(
+        f"{summary['generations']} generations in {summary['wall_seconds']:.1f} s: "
+        f"min confidence {min(c):.6f}, median {summary['median_confidence']:.4f}, "
+        f"{n['0.99']} classes >= 0.99, {n['0.9999']}/{len(c)} >= 0.9999, all >= "
+        f"0.9999 at generation {summary['first_generation_all_at_least']['0.9999']}"
+    )
+    print(f"results in {FLAGS.workdir} (summary.json, archive.png, confidence.png)")
+
+
+def seed_study(seeds, workdir: str, **overrides) -> dict:
+    """One full run per seed (``workdir/seed<k>``, replaced if there) with the
+    parsed flags; the median over seeds of the first generation at which every
+    class reaches 0.99 and 0.9999 (``None``: not within the generations)."""
+    firsts, firsts99, walls, mins = [], [], [], []
+    for seed in seeds:
+        cfg = config_from_flags(seed=int(seed), checkpoint_every=10**9, **overrides)
+        s = run(cfg, os.path.join(workdir, f"seed{seed}"), overwrite=True)
+        g = s["first_generation_all_at_least"]["0.9999"]
+        g99 = s["first_generation_all_at_least"]["0.99"]
+        firsts.append(g)
+        firsts99.append(g99)
+        walls.append(s["wall_seconds"])
+        mins.append(min(s["confidence"]))
+        print(
+            f"seed {seed}: all >= 0.99 at {g99}, all >= 0.9999 at {g}, "
+            f"min conf {mins[-1]:.6f}, {s['wall_seconds']:.1f} s",
+            flush=True,
+        )
+
+    def median(gs):
+        big = 10**9
+        m = statistics.median([g if g is not None else big for g in gs])
+        return None if m >= big else m
+
+    return {
+        "encoding": cfg.encoding,
+        "encoding_options": dict(cfg.encoding_options),
+        "first_all_0.9999": firsts,
+        "median_first_all_0.9999": median(firsts),
+        "first_all_0.99": firsts99,
+        "median_first_all_0.99": median(firsts99),
+        "min_confidence_at_end": mins,
+        "median_min_confidence_at_end": statistics.median(mins),
+        **{
+            k: getattr(cfg, k)
+            for k in ("population", "generations", "mutation_rate", "mutation_eta")
+        },
+        **{k: getattr(cfg, k) for k in ("crossover_rate", "weights", "preprocess")},
+        "mean_wall_seconds": sum(walls) / len(walls),
+    }
+
+
+def seed_study_main(argv) -> None:
+    """``scripts/seed_study.py``: the fooling flags plus ``--seeds``."""
+    del argv
+    logging.getLogger("fooljax").setLevel(logging.WARNING)
+    print_json_line(seed_study(FLAGS.seeds, FLAGS.workdir))
+
+
+def _read_metrics(path: str, up_to_generation: int | None = None) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a torn last line from a crash
+            if up_to_generation is not None and row["generation"] > up_to_generation:
+                break
+            rows.append(row)
+    return rows
+
+
+def _rewrite_metrics(path: str, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def default_mesh(population: int, num_devices: int = 0):
+    """A 1-D mesh over local devices for sharding the population (``None`` for 1).
+
+    ``num_devices=0``: as many devices as evenly divide ``population``.
+    """
+    devices = jax.local_devices()
+    n = num_devices or len(devices)
+    n = min(n, len(devices))
+    while n > 1 and population % n:
+        n -= 1
+    if n <= 1:
+        return None
+    return jax.sharding.Mesh(np.array(devices[:n]), ("pop",))
+
+
+def run_map_elites(
+    *,
+    workdir: str,
+    config: dict,
+    log_probs_fn: Callable,
+    params: Any,
+    encoding: me.Encoding,
+    num_classes: int,
+    population: int,
+    num_generations: int,
+    seed: int,
+    class_names: list[str] | None = None,
+    checkpoint_every: int = 250,
+    log_every: int = 50,
+    overwrite: bool = False,
+    mesh=None,
+    eval_batch: int = 50,
+    t_start: float | None = None,
+    max_grid: int = 100,
+    summary_extra: dict | None = None,
+    stop_after: int | None = None,
+) -> dict:
+    """Runs (or resumes) MAP-Elites in ``workdir``; returns the summary dict.
+
+    ``stop_after``: stop (without finishing) once this many generations are done;
+    for tests that interrupt a run.
+    """
+    t_start = time.time() if t_start is None else t_start
+    resume = prepare_workdir(workdir, config, overwrite=overwrite)
+    metrics_path = os.path.join(workdir, METRICS)
+    class_names = class_names or [str(i) for i in range(num_classes)]
+
+    layout = me.make_layout(population, mesh, eval_batch)
+    init = me.make_init(
+        log_probs_fn=log_probs_fn,
+        encoding=encoding,
+        num_classes=num_classes,
+        population=population,
+        layout=layout,
+    )
+    run_chunk = me.make_run_chunk(
+        log_probs_fn=log_probs_fn,
+        encoding=encoding,
+        population=population,
+        layout=layout,
+    )
+    key = jax.random.key(seed)
+    state = init(key, params)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+    latest = ckpt.latest_step() if resume else None
+    if latest is not None:
+        state = ckpt.restore(latest, state)
+        rows = _read_metrics(metrics_path, latest)
+        _rewrite_metrics(metrics_path, rows)
+        log.info("resumed %s at generation %d", workdir, latest)
+    else:
+        if os.path.exists(metrics_path):
+            os.remove(metrics_path)
+        ckpt.save(0, state)
+    generation = int(state.generation)
+    log.info(
+        "MAP-Elites: %d classes, population %d, %d generations, %d device(s) -> %s",
+        num_classes,
+        population,
+        num_generations,
+        1 if layout.mesh is None else layout.mesh.size,
+        workdir,
+    )
+    while generation < num_generations:
+        if stop_after is not None and generation >= stop_after:
+            ckpt.close()
+            return {"stopped_at": generation}
+        n = min(log_every, num_generations - generation)
+        t0 = time.perf_counter()
+        state, m = run_chunk(state, params, n)
+        m = jax.device_get(m)
+        dt = time.perf_counter() - t0
+        generation = int(state.generation)
+        row = {
+            "generation": generation,
+            "min": float(m["min"][-1]),
+            "median": float(m["median"][-1]),
+            "max": float(m["max"][-1]),
+            "num_at_least_0.99": int(m["num_at_least_0.99"][-1]),
+            "num_at_least_0.9999": int(m["num_at_least_0.9999"][-1]),
+            "generations_per_second": n / dt,
+            "evaluations_per_second": n * population / dt,
+        }
+        append_jsonl(metrics_path, row)
+        log.info(
+            "gen %d/%d: elite conf min %.4f median %.4f max %.6f, >=0.99: %d, "
+            ">=0.9999: %d (%.1f gen/s, %.0f eval/s)",
+            generation,
+            num_generations,
+            row["min"],
+            row["median"],
+            row["max"],
+            row["num_at_least_0.99"],
+            row["num_at_least_0.9999"],
+            row["generations_per_second"],
+            row["evaluations_per_second"],
+        )
+        if generation % checkpoint_every == 0 or generation == num_generations:
+            ckpt.save(generation, state)
+    ckpt.close()
+    return _finish(
+        state,
+        workdir=workdir,
+        config=config,
+        encoding=encoding,
+        class_names=class_names,
+        seed=seed,
+        t_start=t_start,
+        max_grid=max_grid,
+        summary_extra=summary_extra or {},
+        layout=layout,
+    )
+
+
+def _write_archive_page(workdir, class_names, conf, found_at) -> None:
+    """``archive.html``: every class's elite, most confident first (for 1000
+    classes, where one grid picture would be unreadable)."""
+    order = np.argsort(-np.asarray(conf), kind="stable")
+    rows = []
+    for k in order:
+        name = class_names[k]
+        safe = "".join(ch if ch.isalnum() else "_" for ch in name)[:40]
+        rows.append(
+            f'<figure><img src="classes/{k:04d}_{safe}.png" width="112" '
+            f'loading="lazy"><figcaption>{k}: {html.escape(name)}<br>'
+            f"{100 * conf[k]:.3f}% (gen {int(found_at[k])})</figcaption></figure>"
+        )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>fooljax archive</title>"
+        "<style>figure{display:inline-block;margin:4px;width:120px;"
+        "font:11px sans-serif;text-align:center}</style>"
+        f"<h3>{len(conf)} classes, median confidence "
+        f"{100 * float(np.median(conf)):.2f}%, "
+        f"{int(np.sum(np.asarray(conf) >= 0.99))} classes &ge; 99%</h3>" + "".join(rows)
+    )
+    atomic_write_text(os.path.join(workdir, "archive.html"), page)
+
+
+def _finish(
+    state,
+    *,
+    workdir,
+    config,
+    encoding,
+    class_names,
+    seed,
+    t_start,
+    max_grid,
+    summary_extra,
+    layout,
+) -> dict:
+    archive = jax.device_get(state.archive)
+    fitness = np.asarray(archive.fitness)
+    conf = np.where(np.isfinite(fitness), np.exp(fitness), 0.0)
+    imgs = np.asarray(jax.jit(jax.vmap(encoding.decode))(state.archive.genomes))
+    classes_dir = os.path.join(workdir, "classes")
+    os.makedirs(classes_dir, exist_ok=True)
+    for k, name in enumerate(class_names):
+        safe = "".join(ch if ch.isalnum() else "_" for ch in name)[:40]
+        imageio.save_png(
+            os.path.join(classes_dir, f"{k:04d}_{safe}.png"), imgs[k], min_size=112
+        )
+    k_all = len(class_names)
+    shown = np.arange(k_all)
+    if k_all > max_grid:  # evenly spaced sample; every class has its own PNG
+        shown = np.linspace(0, k_all - 1, max_grid).round().astype(int)
+    titles = [f"{class_names[k][:17]}\n{100 * conf[k]:.5f}%" for k in shown]
+    imageio.save_grid(
+        os.path.join(workdir, "archive.png"),
+        imgs[shown],
+        titles,
+        ncols=5 if len(shown) <= 10 else 10,
+        suptitle=f"elites after {int(state.generation)} generations",
+    )
+    if k_all > max_grid:
+        _write_archive_page(workdir, class_names, conf, archive.found_at)
+    rows = _read_metrics(os.path.join(workdir, METRICS))
+    if rows:
+        gens = [r["generation"] for r in rows]
+        imageio.save_curves(
+            os.path.join(workdir, "confidence.png"),
+            gens,
+            {s: [r[s] for r in rows] for s in ("min", "median", "max")},
+            xlabel="generation",
+            ylabel="elite confidence",
+            title="MAP-Elites elite confidence over classes",
+        )
+    first = [int(g) for g in np.asarray(state.first_all)]
+    summary = {
+        "confidence": [float(c) for c in conf],
+        "class_names": list(class_names),
+        "found_at_generation": [int(g) for g in np.asarray(archive.found_at)],
+        "generations": int(state.generation),
+        "median_confidence": float(np.median(conf)),
+        "num_classes_at_least": {
+            str(t): int(np.sum(conf >= t)) for t in (0.9, 0.99, 0.9999)
+        },
+        "first_generation_all_at_least": {
+            str(t): (g if g >= 0 else None)
+            for t, g in zip(me.THRESHOLDS, first, strict=True)
+        },
+        "wall_seconds": time.time() - t_start,
+        "model": config.get("model"),
+        "seed": seed,
+        "flags": config,
+        "backend": jax.default_backend(),
+        "num_devices": 1 if layout.mesh is None else layout.mesh.size,
+        "eval_batch": layout.eval_batch,
+        **summary_extra,
+    }
+    atomic_write_json(os.path.join(workdir, SUMMARY), summary)
+    log.info(
+        "done: %d generations, median confidence %.6f, %d/%d classes >= 0.9999, "
+        "%.1f s; results in %s",
+        summary["generations"],
+        summary["median_confidence"],
+        summary["num_classes_at_least"]["0.9999"],
+        len(conf),
+        summary["wall_seconds"],
+        workdir,
+    )
+    return summary

@@ -1,0 +1,67 @@
+"""Result pictures of the attack runs: labelled image grids and curves
+(matplotlib, Agg backend, written atomically). The MAP-Elites archives use the
+PIL grids of ``fooljax.io.images`` (fast for 1000 classes)."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: str, dpi: int = 100) -> None:
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def save_grid_png(path: str, images, *, ncols: int, titles=None, row_labels=None):
+    """Writes ``images [N, H, W, C]`` in [0, 1] as a grid, ``ncols`` per row;
+    ``titles`` one per image, ``row_labels`` one per row (left margin)."""
+    images = np.asarray(images)
+    n = len(images)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.5 * nrows))
+    axes = np.atleast_1d(axes).ravel()
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i]
+        grey = img.shape[-1] == 1
+        ax.imshow(
+            img[..., 0] if grey else img, cmap="gray" if grey else None, vmin=0, vmax=1
+        )
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7)
+    for r, label in enumerate(row_labels or ()):
+        ax = axes[r * ncols]
+        ax.text(
+            -0.1,
+            0.5,
+            label,
+            transform=ax.transAxes,
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+    _save(fig, path)
+
+
+def plot_lines(path: str, lines: dict, *, xlabel: str, ylabel: str, title: str = ""):
+    """``lines: {name: (xs, ys)}`` as one line plot with markers."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, (xs, ys) in lines.items():
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
