@@ -4,11 +4,15 @@ read, pictures written, finished runs not clobbered."""
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
+from fooljax import models
+from fooljax.attacks import fgsm, initial_images
 from fooljax.errors import WorkdirError
 from fooljax.runs import gradient as runs
+from fooljax.runs.common import load_mnist_test
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,7 @@ def test_run_fgsm_keys_and_no_clobber(tmp_path, mnist_dir):
     cfg = runs.FgsmConfig(
         models="softmax_regression=lenet",
         epsilon=0.25,
-        curve_epsilons=(0.0,),
+        curve_epsilons=(0.0, 0.1),
         num_images=40,
         batch_size=40,
         data_dir=mnist_dir,
@@ -35,8 +39,21 @@ def test_run_fgsm_keys_and_no_clobber(tmp_path, mnist_dir):
     s = _summary(wd)
     assert s["epsilon"] == 0.25
     row = s["models"]["softmax_regression"]
-    assert 0.0 <= row["error"] <= 1.0 and 0.0 < row["mean_confidence"] <= 1.0
     assert row["curve"]["0"] == row["clean_error"]
+    # the vmapped epsilon sweep of the run equals one direct FGSM call
+    clf = models.load_classifier("lenet", "default")
+    x, y = load_mnist_test(mnist_dir, 40)
+    probs = np.asarray(
+        jax.nn.softmax(
+            clf.logits_fn(
+                clf.params, fgsm(clf.logits_fn, clf.params, x, y, epsilon=0.25)
+            )
+        )
+    )
+    wrong = probs.argmax(1) != y
+    assert row["error"] == pytest.approx(wrong.mean())
+    assert row["mean_confidence"] == pytest.approx(probs.max(1)[wrong].mean(), rel=1e-5)
+    assert row["error"] > row["curve"]["0.1"] > row["clean_error"] + 0.05
     for png in ("fgsm_error_vs_epsilon.png", "fgsm_examples.png"):
         assert os.path.getsize(os.path.join(wd, png)) > 0
     with pytest.raises(WorkdirError):
@@ -75,7 +92,16 @@ def test_run_gradient_ascent_keys(tmp_path):
     wd = str(tmp_path / "ga")
     runs.run_gradient_ascent(runs.GradientAscentConfig(num_steps=30), wd)
     s = _summary(wd)
-    assert len(s["confidence"]) == 10
-    assert all(0.0 <= c <= 1.0 for c in s["confidence"])
+    clf = models.load_classifier("lenet", "default")
+    start = initial_images(jax.random.key(0), 10, clf.input_shape, kind="noise")
+    p0 = np.asarray(jax.nn.softmax(clf.logits_fn(clf.params, start)))[
+        range(10), range(10)
+    ]
+    images = np.load(os.path.join(wd, "images.npy"))
+    p1 = np.asarray(jax.nn.softmax(clf.logits_fn(clf.params, images)))[
+        range(10), range(10)
+    ]
+    np.testing.assert_allclose(s["confidence"], p1, rtol=1e-5)
+    assert np.all(p1 > p0)  # every class climbed
     assert s["images_min"] >= 0.0 and s["images_max"] <= 1.0
     assert os.path.getsize(os.path.join(wd, "fooling_images.png")) > 0
