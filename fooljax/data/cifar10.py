@@ -14,7 +14,7 @@ Two registered datasets:
   in ``data/foolbox-samples/``, in index order.
 
 Search order: ``data_dir`` (and its ``cifar10``, ``cifar-10-batches-py``,
-``foolbox-samples`` sub-folders), then ``$FOOLJAX_DATA/<same>``.
+``foolbox-samples`` sub-folders) when given, else ``$FOOLJAX_DATA/<same>``.
 """
 
 from __future__ import annotations
@@ -48,13 +48,12 @@ _BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_ba
 
 
 def _roots(data_dir: str | None) -> list[str]:
-    roots = []
+    """An explicit ``data_dir`` is the only root (a wrong one is an error, never
+    silently replaced by ``$FOOLJAX_DATA``); else the environment's."""
     if data_dir:
-        roots.append(data_dir)
+        return [data_dir]
     env = os.environ.get("FOOLJAX_DATA")
-    if env:
-        roots.append(env)
-    return roots
+    return [env] if env else []
 
 
 def _dirs(data_dir: str | None, subdirs: tuple[str, ...]) -> list[str]:

@@ -70,8 +70,11 @@ def load_params_npz(path: str, template=None):
     try:
         with np.load(path) as z:
             flat = {k: z[k] for k in z.files if k != "__metadata__"}
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"cannot read params file {path}: {e}") from None
+    except Exception as e:  # truncated or garbage archives raise many types
+        raise WeightsError(
+            f"cannot read params file {path} (truncated or not an .npz: "
+            f"{type(e).__name__})"
+        ) from None
     params = unflatten_params(flat)
     if template is not None:
         check_shapes(params, template, path)
@@ -80,7 +83,7 @@ def load_params_npz(path: str, template=None):
 
 def check_shapes(params, template, source: str) -> None:
     """Raises ``WeightsError`` naming ``source`` unless ``params`` has exactly the
-    leaves of ``template`` with the same shapes."""
+    leaves of ``template`` with the same shapes, all finite."""
     want = flatten_params(template)
     got = flatten_params(params)
     if set(want) != set(got):
@@ -95,4 +98,9 @@ def check_shapes(params, template, source: str) -> None:
             raise WeightsError(
                 f"{source}: '{name}' has shape {got[name].shape}, "
                 f"the model expects {w.shape}"
+            )
+        if not np.all(np.isfinite(got[name])):
+            raise WeightsError(
+                f"{source}: '{name}' holds NaN or infinite values (every input "
+                "would then 'fool' the model); the weights are damaged"
             )

@@ -1,4 +1,11 @@
-"""Shared plumbing for the thin absl entry points in ``experiments/``."""
+"""Shared plumbing for the thin absl entry points in ``experiments/``.
+
+The edge where bad input becomes one line: flags and flagfiles that do not
+parse, and the library's ``FooljaxError``, ``ValueError`` and ``OSError``, are
+printed as ``error: <message>`` with exit status 2; running out of host or
+device memory is one line naming the settings to reduce. Any other exception
+is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,66 @@ from absl import logging as absl_logging
 
 from fooljax.errors import FooljaxError
 
+EXIT_BAD_INPUT = 2
+MEMORY_HINT = (
+    "reduce --population, --batch_size or --eval_batch (or the image size), or "
+    "use a machine with more memory"
+)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Host ``MemoryError`` or an XLA ``RESOURCE_EXHAUSTED`` from any device."""
+    return isinstance(e, MemoryError) or (
+        type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError")
+        and ("RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e))
+    )
+
+
+def guarded(main: Callable[[list[str]], None], argv: list[str]) -> int:
+    """Runs ``main(argv)``; bad input -> one line on stderr and exit status 2."""
+    try:
+        extra_args(argv)
+        main(argv)
+    except FooljaxError as e:
+        message = _one_line(e)
+    except (ValueError, OSError) as e:
+        message = f"{type(e).__name__}: {_one_line(e)}"
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        message = f"out of memory ({type(e).__name__}: {first}); {MEMORY_HINT}"
+    else:
+        return 0
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad flag, a missing or unreadable flagfile
+    (not UTF-8, a directory) turned into one line and exit status 2."""
+    try:
+        return flags.FLAGS(argv)
+    except UnicodeDecodeError as e:
+        files = [a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")]
+        message = (
+            f"flagfile {', '.join(files) or '?'} is not UTF-8 text "
+            f"({e.reason} at byte {e.start})"
+        )
+    except (flags.Error, OSError) as e:
+        message = _one_line(e)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_BAD_INPUT)
+
 
 def run_main(main: Callable[[list[str]], None]) -> None:
-    """``absl.app.run(main)``, turning ``FooljaxError`` into one line + exit 2."""
+    """``absl.app.run(main)`` behind ``parse_flags`` and ``guarded``."""
 
     def wrapped(argv):
         # orbax logs every checkpoint step at INFO through absl; keep the console
@@ -22,14 +86,9 @@ def run_main(main: Callable[[list[str]], None]) -> None:
         if not flags.FLAGS["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)
         setup_logging()
-        try:
-            extra_args(argv)
-            main(argv)
-        except FooljaxError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            sys.exit(2)
+        sys.exit(guarded(main, argv))
 
-    app.run(wrapped)
+    app.run(wrapped, flags_parser=parse_flags)
 
 
 def setup_logging(level=logging.INFO) -> None:

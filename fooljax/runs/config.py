@@ -13,6 +13,7 @@ tuples of int/float/str (comma lists). Fields without help metadata (such as
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 
@@ -102,6 +103,38 @@ def from_flags(cls, *, helps: dict | None = None, fv=FLAGS, **overrides):
     if hasattr(config, "validate"):
         config.validate()
     return config
+
+
+def check_number(
+    name: str,
+    value,
+    *,
+    lo=None,
+    hi=None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
+    """Refuses a non-finite ``value`` or one outside ``[lo, hi]`` (open ends with
+    ``lo_open``/``hi_open``) with one line naming the flag."""
+    bad = value is None or not math.isfinite(value)
+    if not bad and lo is not None:
+        bad = value <= lo if lo_open else value < lo
+    if not bad and hi is not None:
+        bad = value >= hi if hi_open else value > hi
+    if bad:
+        rng = (
+            f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
+            f"{'inf' if hi is None else hi}{')' if hi_open else ']'}"
+        )
+        raise FooljaxError(f"--{name} must be a finite number in {rng}, got {value}")
+
+
+def check_fields(cfg, **ranges) -> None:
+    """``check_number`` for several fields: ``name=(lo, hi)`` closed ranges,
+    ``name=dict(lo=..., lo_open=True)`` for others."""
+    for name, r in ranges.items():
+        kw = r if isinstance(r, dict) else {"lo": r[0], "hi": r[1]}
+        check_number(name, getattr(cfg, name), **kw)
 
 
 def define_workdir_flags(default_workdir: str | None = None) -> None:

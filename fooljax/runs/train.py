@@ -63,6 +63,9 @@ class EvaluateConfig:
     mean_file: str | None = opt(None, "Caffe mean .binaryproto (caffe_deploy).")
     batch_size: int = opt(500, "Evaluation batch size.")
 
+    def validate(self) -> None:
+        config.check_fields(self, batch_size=(1, None))
+
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Accuracy and loss of ``cfg.model`` on a dataset (nothing written)."""

@@ -1,0 +1,52 @@
+"""Runs many argument lists through one fooljax entry point in one process.
+
+  python -m tests.cli_harness MODULE MAIN CASES_JSON OUT_JSON
+
+``MODULE`` is the experiment module (its import defines the flags), ``MAIN``
+an expression for its main in the namespace of ``fooljax.runs`` (e.g.
+``fooling.main``). For each argument list the flags are reset and the entry
+point's own edge (``cli.parse_flags`` then ``cli.guarded``) runs it; the exit
+status, stderr and whether a traceback escaped are written to ``OUT_JSON``.
+"""
+
+import contextlib
+import importlib
+import io
+import json
+import sys
+import traceback
+
+from absl import flags
+
+from fooljax import runs
+from fooljax.runs import cli, fooling, gradient, one_pixel, train  # noqa: F401
+
+
+def run_case(main, prog, args):
+    err = io.StringIO()
+    code, tb = 0, False
+    flags.FLAGS.unparse_flags()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            argv = cli.parse_flags([prog, *args])
+            code = cli.guarded(main, argv)
+        except SystemExit as e:
+            code = e.code
+        except Exception:  # a bug: the CLI would show this traceback
+            traceback.print_exc()
+            code, tb = 1, True
+    return {"code": code, "stderr": err.getvalue(), "traceback": tb}
+
+
+def main():
+    module, main_expr, cases_path, out_path = sys.argv[1:5]
+    importlib.import_module(module)
+    namespace = {k: getattr(runs, k) for k in dir(runs) if not k.startswith("_")}
+    main_fn = eval(main_expr, namespace)  # noqa: S307  (test input)
+    cases = json.load(open(cases_path))
+    out = [run_case(main_fn, module, args) for args in cases]
+    json.dump(out, open(out_path, "w"))
+
+
+if __name__ == "__main__":
+    main()
