@@ -8,10 +8,11 @@ error-vs-epsilon curve.
 Models come from the zoo (``fooljax.train.zoo``; trained on first use into
 ``--zoo_dir``, about 3 minutes for the maxout net on 2 CPU cores). Expected
 (10,000 test images): softmax regression error 1.000 / mean confidence 0.846
-(paper 0.999 / 0.793), maxout 0.985, LeNet 0.908; about 7 minutes on a loaded
-2-core CPU once the zoo is trained (BUILD_NOTES.md). Writes summary.json (``epsilon``,
-``models: {name: {error, mean_confidence, ...}}``), fgsm_error_vs_epsilon.png,
-fgsm_examples.png.
+(paper 0.999 / 0.793), maxout 0.979, LeNet 0.908 (BUILD_NOTES.md); about 1
+minute on the 2-core CPU once the zoo is trained (8 with the training). The
+whole epsilon curve is one vmapped FGSM call per batch. Writes summary.json
+(``epsilon``, ``models: {name: {error, mean_confidence, ...}}``),
+fgsm_error_vs_epsilon.png, fgsm_examples.png.
 """
 
 from fooljax.runs import gradient

@@ -13,10 +13,11 @@ images_per_second, classes_per_image for targeted runs), ``results.jsonl`` (one
 line per attacked image/target) and ``grid.png`` (originals vs adversarials).
 The last output line is the summary as JSON.
 
-Expected (measured on the shared 2-core CPU under load; see BUILD_NOTES.md):
-``--model=cifar_lenet --num_images=20`` (the 17 correctly classified exact PNGs)
-takes about 160-200 s with success 0.53 (1 pixel), 0.82 (3) and 0.88 (5).
-``cifar_resnet32`` costs about 200 s per image that is not fooled early.
+Expected on the 2-core CPU: ``--model=cifar_lenet --weights=$W/lenet.h5
+--num_images=20`` (the 17 correctly classified exact PNGs) fools 9 of 17
+(success 0.53) at one pixel in about a minute (0.82 with 3 pixels, 0.88 with
+5; BUILD_NOTES.md). ``cifar_resnet32`` costs about 200 s per image that is not
+fooled early.
 """
 
 from fooljax.runs import one_pixel

@@ -4,7 +4,7 @@
 
 ``MODULE`` is the experiment module (its import defines the flags), ``MAIN``
 an expression for its main in the namespace of ``fooljax.runs`` (e.g.
-``fooling.main``). For each argument list the flags are reset and the entry
+``fooling.main``; ``m`` is the module itself, for scripts). For each argument list the flags are reset and the entry
 point's own edge (``cli.parse_flags`` then ``cli.guarded``) runs it; the exit
 status, stderr and whether a traceback escaped are written to ``OUT_JSON``.
 """
@@ -40,8 +40,8 @@ def run_case(main, prog, args):
 
 def main():
     module, main_expr, cases_path, out_path = sys.argv[1:5]
-    importlib.import_module(module)
     namespace = {k: getattr(runs, k) for k in dir(runs) if not k.startswith("_")}
+    namespace["m"] = importlib.import_module(module)
     main_fn = eval(main_expr, namespace)  # noqa: S307  (test input)
     cases = json.load(open(cases_path))
     out = [run_case(main_fn, module, args) for args in cases]

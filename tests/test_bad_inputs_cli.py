@@ -192,6 +192,18 @@ EVALUATE = [
     (["--flagfile={latin1_flags}"], r"latin1\.flags"),
     (["extra_positional"], r"extra_positional"),
 ]
+IMAGENET = [
+    (["--weights=/nonexistent/mobilenet.tflite", W], r"mobilenet\.tflite"),
+    (["--model=mobilenet_v2", "--weights={garbage_npz}", W], r"garbage\.npz"),
+    (["--image_shape=256,256,1", "--weights=init", W], r"256, 256, 1|image"),
+    (["--cppn_max_edges=1", "--weights=init", W], r"max_edges"),
+]
+RENDER = [
+    ([], r"workdir"),
+    (["--workdir=/nonexistent/run"], r"/nonexistent/run"),
+    (["--workdir={finished}"], r"finished"),
+    (["--workdir={finished}", "--size=0"], r"size"),
+]
 
 ENTRY_POINTS = {
     "mnist_direct": ("fooling.main", FOOLING),
@@ -205,6 +217,8 @@ ENTRY_POINTS = {
     "gradient_ascent": ("gradient.make_main(gradient.GradientAscentConfig)", ASCENT),
     "train_classifier": ("train.train_main", TRAIN),
     "evaluate": ("train.evaluate_main", EVALUATE),
+    "imagenet_cppn": ("fooling.main", IMAGENET),
+    "scripts.render_cppn": ("m.main", RENDER),
 }
 
 
@@ -225,7 +239,7 @@ def test_bad_command_lines(name, files, tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("FOOLJAX_UNSET_VARIABLE", None)
     r = subprocess.run(
-        [sys.executable, "-m", "tests.cli_harness", f"experiments.{name}", main_expr]
+        [sys.executable, "-m", "tests.cli_harness", _module(name), main_expr]
         + [str(cases_json), str(out_json)],
         cwd=ROOT,
         env=env,
@@ -254,6 +268,10 @@ def test_bad_command_lines(name, files, tmp_path):
     ]
     assert not touched, f"bad input wrote into work directories: {touched}"
     assert not problems, "\n".join(problems)
+
+
+def _module(name):
+    return name if name.startswith("scripts.") else f"experiments.{name}"
 
 
 def _only_new_empty(before, after):
