@@ -162,12 +162,13 @@ def test_finished_run_is_not_clobbered_and_corrupt_checkpoint(tmp_path):
         population=20, eval_batch=10, generations=40, log_every=10, checkpoint_every=10
     )
     assert fooling.run(cfg, w2, stop_after=20) == {"stopped_at": 20}
-    step_dir = os.path.join(w2, "checkpoints", "20")
-    for dirpath, _, files in os.walk(step_dir):
-        for f in files:
-            with open(os.path.join(dirpath, f), "wb") as fh:
-                fh.write(b"garbage")
-    with pytest.raises(WorkdirError, match="corrupt"):
+    # (every step: a damaged latest step alone falls back to the one before)
+    for step in ("10", "20"):
+        for dirpath, _, files in os.walk(os.path.join(w2, "checkpoints", step)):
+            for f in files:
+                with open(os.path.join(dirpath, f), "wb") as fh:
+                    fh.write(b"garbage")
+    with pytest.raises(WorkdirError, match="damaged"):
         fooling.run(cfg, w2)
 
 

@@ -73,7 +73,9 @@ def test_tiny_real_run_refuses_clobber_and_resumes(data_root, tmp_path):
         run(cfg, wd)
     # an interrupted run: drop the summary and the last batch, then resume
     os.remove(os.path.join(wd, "summary.json"))
-    batches = sorted(os.listdir(os.path.join(wd, "batches")))
+    batches = sorted(
+        b for b in os.listdir(os.path.join(wd, "batches")) if b.endswith(".npz")
+    )  # (each has its .sha256 checksum next to it)
     assert len(batches) == 3  # 27 attacks in batches of 9
     os.remove(os.path.join(wd, "batches", batches[-1]))
     s2 = run(cfg, wd)

@@ -3,10 +3,21 @@
 Orbax writes each step into a temporary directory and renames it when complete,
 so a crash never leaves a half-written checkpoint visible. Typed PRNG keys are
 stored as their raw ``key_data`` and re-wrapped on restore.
+
+Integrity: after each ``save(step)`` a manifest ``<step>.sha256.json`` next to
+orbax's step directories (orbax ignores files that are not step directories)
+records ``{"step": step, "files": {relative path: sha256}}`` for every file of
+the step; manifests of steps orbax deleted (``max_to_keep``) are removed.
+``restore_latest_good`` checks the manifest before restoring, falls back to the
+newest intact step with one warning, and refuses (``WorkdirError``) when none is
+intact. Steps without a manifest (runs from before manifests, or a crash between
+orbax's commit and the manifest) are accepted unchecked, as before.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 
 import jax
@@ -14,7 +25,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from fooljax.errors import WeightsError, WorkdirError
+from fooljax.io import integrity
 from fooljax.io.params import check_shapes
+
+log = logging.getLogger("fooljax")
+MANIFEST = ".sha256.json"
 
 
 def _is_key(x) -> bool:
@@ -49,7 +64,9 @@ def _from_storable(tree, template):
 class Checkpointer:
     """Saves/restores one state pytree per step under ``directory``.
 
-    A thin, synchronous wrapper over ``orbax.checkpoint.CheckpointManager``.
+    A thin, synchronous wrapper over ``orbax.checkpoint.CheckpointManager``
+    plus a sha256 manifest per step (module docstring). Use it as a context
+    manager (or call ``close``) so orbax's threads end on every path.
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 2):
@@ -61,14 +78,116 @@ class Checkpointer:
             ),
         )
 
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def latest_step(self) -> int | None:
+        """The newest step on disk, verified or not (see ``newest_good_step``)."""
         return self._mngr.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(int(s) for s in self._mngr.all_steps())
+
+    def _manifest(self, step: int) -> str:
+        return os.path.join(self.directory, f"{int(step)}{MANIFEST}")
+
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(int(step)))
+
     def save(self, step: int, state) -> None:
+        step = int(step)
+        if os.path.exists(self._manifest(step)):
+            os.remove(self._manifest(step))
         self._mngr.save(
-            int(step), args=ocp.args.StandardSave(_to_storable(state)), force=True
+            step, args=ocp.args.StandardSave(_to_storable(state)), force=True
         )
         self._mngr.wait_until_finished()
+        root = self._step_dir(step)
+        files = {}
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                p = os.path.join(dirpath, name)
+                files[os.path.relpath(p, root)] = integrity.sha256_file(p)
+        manifest = {"step": step, "files": dict(sorted(files.items()))}
+        integrity.write_verified(
+            self._manifest(step), (json.dumps(manifest, indent=1) + "\n").encode()
+        )
+        self._clean_manifests()
+
+    def _clean_manifests(self) -> None:
+        kept = set(self.all_steps())
+        for name in os.listdir(self.directory):
+            if name.endswith(MANIFEST) or name.endswith(MANIFEST + integrity.SIDECAR):
+                head = name.split(".", 1)[0]
+                if head.isdigit() and int(head) not in kept:
+                    os.remove(os.path.join(self.directory, name))
+
+    def check_step(self, step: int) -> str | None:
+        """``None`` when ``step`` matches its manifest (or has none); otherwise
+        why not, naming the file."""
+        path = self._manifest(step)
+        if not os.path.exists(path):
+            return None
+        try:
+            manifest = json.loads(integrity.read_verified(path))
+            files = manifest["files"]
+        except (integrity.ChecksumError, ValueError, KeyError, TypeError):
+            return f"{path} damaged"
+        root = self._step_dir(step)
+        for rel, digest in files.items():
+            p = os.path.join(root, rel)
+            if not os.path.isfile(p):
+                return f"{p} missing"
+            if integrity.sha256_file(p) != digest:
+                return f"{p} checksum mismatch"
+        return None
+
+    def newest_good_step(self) -> tuple[int | None, list[tuple[int, str]]]:
+        """``(step, damaged)``: the newest step that passes ``check_step``
+        (``None``: no such step) and the newer ``(step, why)`` that do not."""
+        damaged = []
+        for step in reversed(self.all_steps()):
+            why = self.check_step(step)
+            if why is None:
+                return step, damaged
+            damaged.append((step, why))
+        return None, damaged
+
+    def restore_latest_good(self, template):
+        """``(step, state)`` from the newest intact step, ``None`` when there
+        are no steps at all.
+
+        A damaged newer step is never resumed silently: one warning names it and
+        the step resumed from, and the damaged steps are deleted (the run
+        recomputes them identically). ``WorkdirError`` when no step is intact.
+        """
+        step, damaged = self.newest_good_step()
+        if damaged and step is None:
+            bad, why = damaged[0]
+            raise WorkdirError(
+                f"checkpoint {bad} in {self.directory} is damaged ({why}) and no "
+                "older checkpoint is intact; start a new --workdir or pass --overwrite"
+            )
+        if step is None:
+            return None
+        state = self.restore(step, template)
+        if damaged:
+            bad, why = damaged[0]
+            log.warning(
+                "checkpoint %d in %s is damaged (%s); resuming from %d",
+                bad,
+                self.directory,
+                why,
+                step,
+            )
+            for bad, _ in damaged:
+                self._mngr.delete(bad)
+            self._mngr.reload()
+            self._clean_manifests()
+        return step, state
 
     def restore(self, step: int, template):
         abstract = _to_storable(template)
@@ -90,7 +209,11 @@ class Checkpointer:
 
 def restore_params_dir(path: str, template):
     """Params from a training work directory (``DIR``, ``DIR/checkpoints``) or a
-    single orbax checkpoint directory holding ``{"params": ...}`` state."""
+    single orbax checkpoint directory holding ``{"params": ...}`` state.
+
+    Weights are not resumed from an older step: a latest step that does not
+    match its manifest is refused (``WeightsError`` naming the file).
+    """
     candidates = [os.path.join(path, "checkpoints"), path]
     for c in candidates:
         if not os.path.isdir(c):
@@ -99,13 +222,18 @@ def restore_params_dir(path: str, template):
             ckpt = Checkpointer(c)
         except Exception:
             continue
-        step = ckpt.latest_step()
-        if step is None:
-            continue
-        try:
-            restored = ckpt._mngr.restore(step, args=ocp.args.StandardRestore())
-        except Exception as e:
-            raise WeightsError(f"cannot restore checkpoint in {c}: {e}") from None
+        with ckpt:
+            step = ckpt.latest_step()
+            if step is None:
+                continue
+            why = ckpt.check_step(step)
+            if why is not None:
+                raise WeightsError(f"checkpoint {step} in {c} is damaged ({why})")
+            try:
+                restored = ckpt._mngr.restore(step, args=ocp.args.StandardRestore())
+            except Exception as e:
+                msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                raise WeightsError(f"cannot restore checkpoint in {c}: {msg}") from None
         params = restored["params"] if "params" in restored else restored
         if "params" not in params:
             params = {"params": params}

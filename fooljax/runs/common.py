@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
+import logging
 import os
 
 import jax
@@ -14,15 +16,26 @@ import numpy as np
 
 from fooljax import data, models
 from fooljax.errors import FooljaxError
+from fooljax.io import integrity
 from fooljax.io.caffe import load_binaryproto
-from fooljax.io.workdir import SUMMARY, atomic_write_json, prepare_workdir
+from fooljax.io.workdir import prepare_workdir, write_summary
 from fooljax.train.zoo import zoo_classifier
+
+log = logging.getLogger("fooljax")
 
 
 class Workdir:
     """One run's directory: ``config.json`` (a run with other settings is
     refused), partial results that make an interrupted run resume, and
-    ``summary.json`` last (its presence marks the run finished)."""
+    ``summary.json`` last (its presence marks the run finished).
+
+    Every file saved here has a ``.sha256`` sidecar (``io.integrity``). A
+    partial result that is damaged, or has no sidecar (a crash between the file
+    and its sidecar, or a run from before checksums), is treated as not saved:
+    the ``load_*`` methods log one warning naming the file and return ``None``
+    (``{}`` for JSON) so the run recomputes that piece; results are
+    deterministic, so the final numbers are the same.
+    """
 
     def __init__(self, path: str, config, *, overwrite: bool = False):
         if dataclasses.is_dataclass(config):
@@ -33,29 +46,70 @@ class Workdir:
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
-    def load_json(self, name: str) -> dict:
-        """A partial-results file, ``{}`` when the run has none yet."""
+    def _load(self, name: str) -> bytes | None:
         p = self.file(name)
         if not os.path.exists(p):
+            return None
+        if not integrity.has_checksum(p):
+            log.warning("%s has no checksum (older or interrupted run); recomputing", p)
+            return None
+        try:
+            return integrity.read_verified(p)
+        except integrity.ChecksumError as e:
+            log.warning("%s; recomputing it", e)
+            return None
+
+    def load_json(self, name: str) -> dict:
+        """A partial-results file, ``{}`` when the run has none (or it is
+        damaged)."""
+        data = self._load(name)
+        if data is None:
             return {}
-        with open(p) as f:
-            return json.load(f)
+        try:
+            return json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s is damaged (not JSON); recomputing it", self.file(name))
+            return {}
 
     def save_json(self, name: str, obj) -> None:
-        atomic_write_json(self.file(name), obj)
+        integrity.write_json_verified(self.file(name), obj)
+
+    def _save_arrays(self, name: str, save_fn, arrays) -> None:
+        buf = io.BytesIO()
+        save_fn(buf, arrays)
+        integrity.write_verified(self.file(name), buf.getvalue())
 
     def save_npz(self, name: str, **arrays) -> None:
-        tmp = self.file(name) + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self.file(name))
+        self._save_arrays(name, lambda f, a: np.savez(f, **a), arrays)
 
-    def load_npz(self, name: str) -> dict[str, np.ndarray]:
-        with np.load(self.file(name)) as z:
-            return {k: z[k] for k in z.files}
+    def load_npz(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays of ``save_npz``; ``None``: not saved (or damaged)."""
+        data = self._load(name)
+        if data is None:
+            return None
+        try:
+            with np.load(io.BytesIO(data)) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as e:  # numpy/zipfile raise many types for bad bytes
+            log.warning("%s is damaged (%s); recomputing it", self.file(name), e)
+            return None
+
+    def save_npy(self, name: str, array) -> None:
+        self._save_arrays(name, np.save, np.asarray(array))
+
+    def load_npy(self, name: str) -> np.ndarray | None:
+        """The array of ``save_npy``; ``None``: not saved (or damaged)."""
+        data = self._load(name)
+        if data is None:
+            return None
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as e:  # numpy raises many types for bad bytes
+            log.warning("%s is damaged (%s); recomputing it", self.file(name), e)
+            return None
 
     def finish(self, summary: dict) -> dict:
-        atomic_write_json(self.file(SUMMARY), summary)
-        return summary
+        return write_summary(self.path, summary)
 
 
 def load_classifier(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import logging
 import os
 import statistics
@@ -43,13 +42,14 @@ from fooljax.encodings import cppn, make_encoding
 from fooljax.errors import FooljaxError
 from fooljax.evolution import map_elites as me
 from fooljax.io import images as imageio
+from fooljax.io import integrity
 from fooljax.io.checkpoint import Checkpointer
 from fooljax.io.workdir import (
-    SUMMARY,
     append_jsonl,
-    atomic_write_json,
     atomic_write_text,
     prepare_workdir,
+    rewrite_jsonl,
+    write_summary,
 )
 from fooljax.models.crops import ten_crop_log_probs
 from fooljax.runs import PROCESS_T0, config
@@ -328,26 +328,18 @@ def seed_study_main(argv) -> None:
 
 
 def _read_metrics(path: str, up_to_generation: int | None = None) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a torn last line from a crash
-            if up_to_generation is not None and row["generation"] > up_to_generation:
-                break
-            rows.append(row)
+    """The rows of ``metrics.jsonl`` up to ``up_to_generation``; a damaged row
+    (crc32 mismatch) ends them with one warning."""
+    rows, problem = integrity.read_jsonl_verified(path)
+    if problem:
+        log.warning("%s; later rows dropped", problem)
+    if up_to_generation is not None:
+        rows = [r for r in rows if r["generation"] <= up_to_generation]
     return rows
 
 
 def _rewrite_metrics(path: str, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    rewrite_jsonl(path, rows)
 
 
 def default_mesh(population: int, num_devices: int = 0):
@@ -413,63 +405,61 @@ def run_map_elites(
     )
     key = jax.random.key(seed)
     state = init(key, params)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    latest = ckpt.latest_step() if resume else None
-    if latest is not None:
-        state = ckpt.restore(latest, state)
-        rows = _read_metrics(metrics_path, latest)
-        _rewrite_metrics(metrics_path, rows)
-        log.info("resumed %s at generation %d", workdir, latest)
-    else:
-        if os.path.exists(metrics_path):
-            os.remove(metrics_path)
-        ckpt.save(0, state)
-    generation = int(state.generation)
-    log.info(
-        "MAP-Elites: %d classes, population %d, %d generations, %d device(s) -> %s",
-        num_classes,
-        population,
-        num_generations,
-        1 if layout.mesh is None else layout.mesh.size,
-        workdir,
-    )
-    while generation < num_generations:
-        if stop_after is not None and generation >= stop_after:
-            ckpt.close()
-            return {"stopped_at": generation}
-        n = min(log_every, num_generations - generation)
-        t0 = time.perf_counter()
-        state, m = run_chunk(state, params, n)
-        m = jax.device_get(m)
-        dt = time.perf_counter() - t0
+    with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        restored = ckpt.restore_latest_good(state) if resume else None
+        if restored is not None:
+            latest, state = restored
+            rows = _read_metrics(metrics_path, latest)
+            _rewrite_metrics(metrics_path, rows)
+            log.info("resumed %s at generation %d", workdir, latest)
+        else:
+            if os.path.exists(metrics_path):
+                os.remove(metrics_path)
+            ckpt.save(0, state)
         generation = int(state.generation)
-        row = {
-            "generation": generation,
-            "min": float(m["min"][-1]),
-            "median": float(m["median"][-1]),
-            "max": float(m["max"][-1]),
-            "num_at_least_0.99": int(m["num_at_least_0.99"][-1]),
-            "num_at_least_0.9999": int(m["num_at_least_0.9999"][-1]),
-            "generations_per_second": n / dt,
-            "evaluations_per_second": n * population / dt,
-        }
-        append_jsonl(metrics_path, row)
         log.info(
-            "gen %d/%d: elite conf min %.4f median %.4f max %.6f, >=0.99: %d, "
-            ">=0.9999: %d (%.1f gen/s, %.0f eval/s)",
-            generation,
+            "MAP-Elites: %d classes, population %d, %d generations, %d device(s) -> %s",
+            num_classes,
+            population,
             num_generations,
-            row["min"],
-            row["median"],
-            row["max"],
-            row["num_at_least_0.99"],
-            row["num_at_least_0.9999"],
-            row["generations_per_second"],
-            row["evaluations_per_second"],
+            1 if layout.mesh is None else layout.mesh.size,
+            workdir,
         )
-        if generation % checkpoint_every == 0 or generation == num_generations:
-            ckpt.save(generation, state)
-    ckpt.close()
+        while generation < num_generations:
+            if stop_after is not None and generation >= stop_after:
+                return {"stopped_at": generation}
+            n = min(log_every, num_generations - generation)
+            t0 = time.perf_counter()
+            state, m = run_chunk(state, params, n)
+            m = jax.device_get(m)
+            dt = time.perf_counter() - t0
+            generation = int(state.generation)
+            row = {
+                "generation": generation,
+                "min": float(m["min"][-1]),
+                "median": float(m["median"][-1]),
+                "max": float(m["max"][-1]),
+                "num_at_least_0.99": int(m["num_at_least_0.99"][-1]),
+                "num_at_least_0.9999": int(m["num_at_least_0.9999"][-1]),
+                "generations_per_second": n / dt,
+                "evaluations_per_second": n * population / dt,
+            }
+            append_jsonl(metrics_path, row)
+            log.info(
+                "gen %d/%d: elite conf min %.4f median %.4f max %.6f, >=0.99: %d, "
+                ">=0.9999: %d (%.1f gen/s, %.0f eval/s)",
+                generation,
+                num_generations,
+                row["min"],
+                row["median"],
+                row["max"],
+                row["num_at_least_0.99"],
+                row["num_at_least_0.9999"],
+                row["generations_per_second"],
+                row["evaluations_per_second"],
+            )
+            if generation % checkpoint_every == 0 or generation == num_generations:
+                ckpt.save(generation, state)
     return _finish(
         state,
         workdir=workdir,
@@ -580,7 +570,7 @@ def _finish(
         "eval_batch": layout.eval_batch,
         **summary_extra,
     }
-    atomic_write_json(os.path.join(workdir, SUMMARY), summary)
+    write_summary(workdir, summary)
     log.info(
         "done: %d generations, median confidence %.6f, %d/%d classes >= 0.9999, "
         "%.1f s; results in %s",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 
 import jax
@@ -158,10 +157,13 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
     wd, zoo_dir, x, y = _open(cfg, workdir, overwrite, record)
     t0 = time.time()
     results = wd.load_json("partial.json")
+    examples = {}
     for shown, zoo_name in named.items():
         if shown in results:
-            log.info("fgsm: %s already done (resumed)", shown)
-            continue
+            examples[shown] = wd.load_npy(f"examples_{shown}.npy")
+            if examples[shown] is not None:
+                log.info("fgsm: %s already done (resumed)", shown)
+                continue
         clf = zoo(zoo_name, zoo_dir, cfg.data_dir)
         check_differentiable(clf.logits_fn, clf.params, x[:4], y[:4])
         clean = predict(clf.logits_fn, clf.params, x)
@@ -176,7 +178,8 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
         }
         at = curve.index(epsilon)
         row.update(error_and_confidence(probs[at], y))
-        np.save(wd.file(f"examples_{shown}.npy"), first[at][:10])
+        examples[shown] = first[at][:10]
+        wd.save_npy(f"examples_{shown}.npy", examples[shown])
         if shown in GOODFELLOW_FGSM:
             row["paper_error"], row["paper_mean_confidence"] = GOODFELLOW_FGSM[shown]
         log.info(
@@ -202,10 +205,9 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
         ylabel="test error under FGSM (%)",
         title="MNIST, FGSM",
     )
-    examples = [np.load(wd.file(f"examples_{s}.npy")) for s in named]
     save_grid_png(
         wd.file("fgsm_examples.png"),
-        np.concatenate([x[:10], *examples]),
+        np.concatenate([x[:10], *(examples[s] for s in named)]),
         ncols=10,
         row_labels=["clean", *named],
     )
@@ -283,7 +285,8 @@ def run_lbfgs_tables(
     adversarial = {}
     for shown in named:
         npz = f"lbfgs_{shown}.npz"
-        if shown not in table1 or not os.path.exists(wd.file(npz)):
+        arrays = wd.load_npz(npz) if shown in table1 else None
+        if arrays is None:
             row, arrays = _lbfgs_row(
                 cfg, classifiers[shown], named[shown], x, targets, x_full, y_full
             )
@@ -300,7 +303,7 @@ def run_lbfgs_tables(
             wd.save_json("partial.json", table1)
         else:
             log.info("lbfgs: %s already done (resumed)", shown)
-        adversarial[shown] = wd.load_npz(npz)["adversarial"]
+        adversarial[shown] = arrays["adversarial"]
 
     rows = dict(adversarial)
     noise_key = jax.random.fold_in(key, 1)
@@ -418,7 +421,7 @@ def run_gradient_ascent(
         l2_decay=cfg.l2_decay,
     )
     images, conf = np.asarray(images), np.asarray(conf, np.float64)
-    np.save(wd.file("images.npy"), images)
+    wd.save_npy("images.npy", images)
     names = clf.class_names or tuple(str(i) for i in range(k))
     if k <= 100:
         save_grid_png(

@@ -208,8 +208,9 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
     for b, lo in enumerate(range(0, n_rows, cfg.batch_size)):
         name = os.path.join("batches", f"batch_{b:05d}.npz")
         sl = slice(lo, min(lo + cfg.batch_size, n_rows))
-        if os.path.exists(wd.file(name)):
-            parts.append(wd.load_npz(name))
+        done = wd.load_npz(name)
+        if done is not None:
+            parts.append(done)
             continue
         t0 = time.time()
         res = op.attack(

@@ -23,8 +23,14 @@ import optax
 from fooljax import data, models
 from fooljax.attacks.fgsm import fgsm
 from fooljax.errors import FooljaxError
+from fooljax.io import integrity
 from fooljax.io.checkpoint import Checkpointer
-from fooljax.io.workdir import SUMMARY, append_jsonl, atomic_write_json, prepare_workdir
+from fooljax.io.workdir import (
+    append_jsonl,
+    prepare_workdir,
+    rewrite_jsonl,
+    write_summary,
+)
 from fooljax.train.evaluate import evaluate_classifier
 
 log = logging.getLogger("fooljax")
@@ -172,48 +178,59 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
     train_step = make_train_step(loss_fn, optimizer)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     start_epoch = 0
-    if resume and ckpt.latest_step() is not None:
-        start_epoch = ckpt.latest_step()
-        state = TrainState(**ckpt.restore(start_epoch, state._asdict()))
-        log.info("resuming %s from epoch %d", workdir, start_epoch)
-
-    key = jax.random.key(config.seed)
-    images_dev, labels_dev = jnp.asarray(x_train), jnp.asarray(y_train)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    t_start = time.time()
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.time()
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), len(x_train))
-        perm = perm[: steps_per_epoch * config.batch_size].astype(jnp.int32)
-        perm = perm.reshape(steps_per_epoch, config.batch_size)
-        sums = jnp.zeros(2)
-        for i in range(steps_per_epoch):
-            state, lm = train_step(state, images_dev, labels_dev, perm[i])
-            sums = sums + lm
-        m = {"loss": sums[0] / steps_per_epoch, "accuracy": sums[1] / steps_per_epoch}
-        m = jax.device_get(m)
-        dt = time.time() - t0
-        ev = evaluate_classifier(clf.logits_fn, state.params, x_test, y_test)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": float(m["loss"]),
-            "train_accuracy": float(m["accuracy"]),
-            "test_accuracy": ev["accuracy"],
-            "test_loss": ev["loss"],
-            "examples_per_second": steps_per_epoch * config.batch_size / dt,
-            "epoch_seconds": dt,
-        }
-        append_jsonl(metrics_path, row)
-        log.info(
-            "epoch %d/%d: loss %.4f train acc %.4f test acc %.4f (%.0f examples/s)",
-            epoch + 1,
-            config.epochs,
-            row["train_loss"],
-            row["train_accuracy"],
-            row["test_accuracy"],
-            row["examples_per_second"],
-        )
-        ckpt.save(epoch + 1, state._asdict())
+    with ckpt:  # closes orbax on every path
+        restored = ckpt.restore_latest_good(state._asdict()) if resume else None
+        if restored is not None:
+            start_epoch, restored_state = restored
+            state = TrainState(**restored_state)
+            rows, problem = integrity.read_jsonl_verified(metrics_path)
+            if problem:
+                log.warning("%s; later rows dropped", problem)
+            rewrite_jsonl(metrics_path, [r for r in rows if r["epoch"] <= start_epoch])
+            log.info("resuming %s from epoch %d", workdir, start_epoch)
+        elif os.path.exists(metrics_path):
+            os.remove(metrics_path)
+
+        key = jax.random.key(config.seed)
+        images_dev, labels_dev = jnp.asarray(x_train), jnp.asarray(y_train)
+        t_start = time.time()
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.time()
+            perm = jax.random.permutation(jax.random.fold_in(key, epoch), len(x_train))
+            perm = perm[: steps_per_epoch * config.batch_size].astype(jnp.int32)
+            perm = perm.reshape(steps_per_epoch, config.batch_size)
+            sums = jnp.zeros(2)
+            for i in range(steps_per_epoch):
+                state, lm = train_step(state, images_dev, labels_dev, perm[i])
+                sums = sums + lm
+            m = {
+                "loss": sums[0] / steps_per_epoch,
+                "accuracy": sums[1] / steps_per_epoch,
+            }
+            m = jax.device_get(m)
+            dt = time.time() - t0
+            ev = evaluate_classifier(clf.logits_fn, state.params, x_test, y_test)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": float(m["loss"]),
+                "train_accuracy": float(m["accuracy"]),
+                "test_accuracy": ev["accuracy"],
+                "test_loss": ev["loss"],
+                "examples_per_second": steps_per_epoch * config.batch_size / dt,
+                "epoch_seconds": dt,
+            }
+            append_jsonl(metrics_path, row)
+            log.info(
+                "epoch %d/%d: loss %.4f train acc %.4f test acc %.4f (%.0f examples/s)",
+                epoch + 1,
+                config.epochs,
+                row["train_loss"],
+                row["train_accuracy"],
+                row["test_accuracy"],
+                row["examples_per_second"],
+            )
+            ckpt.save(epoch + 1, state._asdict())
     final = evaluate_classifier(clf.logits_fn, state.params, x_test, y_test)
     models.save_params_npz(
         os.path.join(workdir, "params.npz"),
@@ -230,6 +247,5 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
         "wall_seconds": time.time() - t_start,
         "config": dataclasses.asdict(config),
     }
-    atomic_write_json(os.path.join(workdir, SUMMARY), summary)
-    ckpt.close()
+    write_summary(workdir, summary)
     return summary
