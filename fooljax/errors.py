@@ -19,3 +19,17 @@ class WeightsError(FooljaxError):
 
 class WorkdirError(FooljaxError):
     """A work directory holds a finished run (and --overwrite was not given)."""
+
+
+class InputError(FooljaxError, ValueError):
+    """A library function was handed a meaningless argument (a shape, a range, a
+    NaN, a model whose outputs are not what the argument promises). Also a
+    ``ValueError``, so callers that catch that keep working."""
+
+
+class ConsumedStateError(InputError):
+    """A state whose buffers an earlier jitted call donated was passed again."""
+
+
+class TooLargeError(InputError):
+    """The requested sizes cannot fit in memory (refused before allocating)."""

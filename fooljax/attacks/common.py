@@ -15,7 +15,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fooljax.errors import FooljaxError
+from fooljax.checks import (
+    check_finite,
+    check_finite_outputs,
+    check_images,
+    check_labels,
+    check_probabilities,
+    is_concrete,
+)
+from fooljax.errors import FooljaxError, InputError
 
 LogitsFn = Callable[[Any, jnp.ndarray], jnp.ndarray]
 
@@ -65,59 +73,50 @@ def sign_step(*, step_size) -> optax.GradientTransformation:
 # ----------------------------------------------------------------- input checks
 
 
-def is_concrete(x) -> bool:
-    """False for values traced by a caller's ``jit``/``vmap``/``grad`` (their
-    values are unknown here, so the host-side checks are skipped)."""
-    return not any(
-        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x)
+def check_epsilon(epsilon, name: str = "epsilon"):
+    """A concrete ``epsilon`` must be a finite float in [0, 1] (returned as a
+    Python float); a traced one is returned unchecked."""
+    return check_finite(
+        name, epsilon, 0.0, 1.0, hint="pixel units of the [0, 1] image box"
     )
 
 
-def check_epsilon(epsilon, name: str = "epsilon"):
-    """A concrete ``epsilon`` must be a float in [0, 1] (returned as a Python
-    float); a traced one is returned unchecked."""
-    if not is_concrete(epsilon):
-        return epsilon
-    eps = float(epsilon)
-    if not np.isfinite(eps) or eps < 0.0 or eps > 1.0:
-        raise FooljaxError(
-            f"{name} must be in [0, 1] (pixel units of the [0, 1] image box), "
-            f"got {epsilon}"
-        )
-    return eps
+# module level: a jit built inside the check would compile again on every call
+_apply_jit = jax.jit(lambda fn, params, x: fn(params, x), static_argnums=0)
 
 
-def check_images(images) -> None:
-    """Refuses images outside the valid pixel box [0, 1] (or not [B, H, W, C])."""
-    if not is_concrete(images):
-        return  # inside a caller's jit/vmap: values are not known here
-    a = np.asarray(images)
-    if a.ndim != 4:
-        raise FooljaxError(f"images must be [B, H, W, C], got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.floating):
-        raise FooljaxError(
-            f"images must be float in [0, 1], got dtype {a.dtype} (divide uint8 "
-            "pixels by 255)"
-        )
-    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0.0 or a.max() > 1.0):
-        raise FooljaxError(
-            f"images must lie in the pixel box [0, 1]; got values in "
-            f"[{np.nanmin(a):.4g}, {np.nanmax(a):.4g}]"
-        )
+def probe_model(
+    fn, params, images, *, name: str = "the model", probabilities: bool = False
+):
+    """Runs ``fn(params, images[:1])`` once (cached compile) and checks it.
 
-
-def check_labels(labels, num_classes: int, what: str = "label") -> None:
-    """Refuses concrete labels outside ``0..num_classes - 1`` (or not integer)."""
-    if not is_concrete(labels):
-        return
-    a = np.asarray(labels)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise FooljaxError(f"{what}s must be integers, got dtype {a.dtype}")
-    bad = a[(a < 0) | (a >= num_classes)]
-    if bad.size:
-        raise FooljaxError(
-            f"unknown {what} {int(bad[0])}: the model has classes 0..{num_classes - 1}"
+    Refuses non-finite outputs and, with ``probabilities``, outputs that are not
+    probabilities. Returns the class count (the output width), or None when the
+    inputs are traced by a caller's ``jit``/``vmap`` (nothing is checked then).
+    """
+    if not is_concrete((params, images)):
+        return None
+    try:
+        out = _apply_jit(fn, params, jnp.asarray(images[:1], jnp.float32))
+        if isinstance(out, jax.core.Tracer):
+            return None  # inside a caller's jit with closed-over values
+        out = np.asarray(out)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(
+            f"cannot evaluate {name} on the first image ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    if out.ndim != 2 or out.shape[0] != 1:
+        raise InputError(
+            f"{name} must return [N, K] outputs, got shape {list(out.shape)} for "
+            "one image"
         )
+    check_finite_outputs(out, name)
+    if probabilities:
+        check_probabilities(out, "probs_fn")
+    return int(out.shape[-1])
 
 
 _NUM_CLASSES_CACHE: dict = {}
@@ -172,3 +171,21 @@ def check_differentiable(logits_fn: LogitsFn, params, images, labels=None) -> No
             "the model's input gradient is zero or undefined everywhere (not "
             f"differentiable); {GRADIENT_FREE_HINT}"
         )
+
+
+def check_attack_inputs(logits_fn, params, images, labels, what: str = "label"):
+    """The boundary checks of the gradient attacks, all before any compile.
+
+    ``images [B, H, W, C]`` finite in [0, 1]; ``labels [B]`` integers of the
+    model's classes; the model probed once on the first image (finite outputs;
+    its width is the class count). Values are checked only when concrete.
+    Returns the class count, or None when it could not be known cheaply.
+    """
+    check_images(images)
+    check_labels(labels, None, what, batch=np.shape(images)[0])
+    num_classes = probe_model(logits_fn, params, images)
+    if num_classes is None and is_concrete(labels):
+        num_classes = num_classes_of(logits_fn, params, images)
+    if num_classes is not None:
+        check_labels(labels, num_classes, what)
+    return num_classes

@@ -29,27 +29,29 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fooljax.attacks.common import (
+    check_attack_inputs,
     check_epsilon,
-    check_images,
-    check_labels,
     input_gradient,
-    is_concrete,
-    num_classes_of,
     project_linf_box,
     sign_step,
+)
+from fooljax.checks import (
+    check_finite,
+    check_input_shape,
+    check_int,
+    check_not_consumed,
 )
 from fooljax.errors import FooljaxError
 
 
-def _check_labels(logits_fn, params, images, labels, targeted):
-    if is_concrete(labels):  # the class count costs an eval_shape: only if used
-        check_labels(
-            labels,
-            num_classes_of(logits_fn, params, images),
-            "target label" if targeted else "label",
-        )
+def _check_inputs(logits_fn, params, images, labels, targeted, input_shape):
+    if input_shape is not None:
+        check_input_shape(np.shape(images), input_shape)
+    what = "target label" if targeted else "label"
+    check_attack_inputs(logits_fn, params, images, labels, what)
 
 
 @functools.partial(jax.jit, static_argnames=("logits_fn", "targeted"))
@@ -70,6 +72,7 @@ def fgsm(
     *,
     epsilon: float,
     targeted: bool = False,
+    input_shape=None,
 ):
     """One-step FGSM.
 
@@ -80,14 +83,14 @@ def fgsm(
         target labels (``targeted=True``: lower their loss).
       epsilon: L-inf size in pixel units of [0, 1]; a float or a traced
         scalar (``vmap`` over an epsilon curve).
+      input_shape: the model's ``[H, W, C]``, to refuse other image shapes.
 
     Returns:
       ``[B, H, W, C]`` adversarial images in ``[0, 1]`` with
       ``|x' - x|_inf <= epsilon``.
     """
     epsilon = check_epsilon(epsilon)
-    check_images(images)
-    _check_labels(logits_fn, params, images, labels, targeted)
+    _check_inputs(logits_fn, params, images, labels, targeted, input_shape)
     return _fgsm(
         logits_fn,
         params,
@@ -101,18 +104,26 @@ def fgsm(
 @functools.partial(
     jax.jit, static_argnames=("logits_fn", "targeted"), donate_argnums=(2,)
 )
-def pgd_step(logits_fn, params, x, images, labels, epsilon, step_size, *, targeted):
-    """One projected sign step from ``x`` (donated) in the ball around ``images``.
-
-    ``x, images: [B, H, W, C]``; returns the next ``x`` (same shape, in the box
-    and the ball). The host drives the steps: on XLA:CPU the same backward pass
-    inside ``lax.fori_loop`` ran about 3x slower (BUILD_NOTES.md).
-    """
+def _pgd_step(logits_fn, params, x, images, labels, epsilon, step_size, *, targeted):
     grad = input_gradient(logits_fn, params, x, labels)
     grad = -grad if targeted else grad
     tx = sign_step(step_size=step_size)  # stateless: init/update carry nothing
     updates, _ = tx.update(grad, tx.init(x))
     return project_linf_box(x + updates, images, epsilon=epsilon)
+
+
+def pgd_step(logits_fn, params, x, images, labels, epsilon, step_size, *, targeted):
+    """One projected sign step from ``x`` (donated) in the ball around ``images``.
+
+    ``x, images: [B, H, W, C]``; returns the next ``x`` (same shape, in the box
+    and the ball). The host drives the steps: on XLA:CPU the same backward pass
+    inside ``lax.fori_loop`` ran about 3x slower (BUILD_NOTES.md). An ``x``
+    whose buffer an earlier call donated is refused (``ConsumedStateError``).
+    """
+    check_not_consumed(x, "x (pgd_step's iterate)")
+    return _pgd_step(
+        logits_fn, params, x, images, labels, epsilon, step_size, targeted=targeted
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("random_start",))
@@ -135,6 +146,7 @@ def pgd(
     targeted: bool = False,
     random_start: bool = False,
     key: jax.Array | None = None,
+    input_shape=None,
 ):
     """Iterated FGSM (BIM; PGD with ``random_start=True``) in the L-inf ball.
 
@@ -146,6 +158,7 @@ def pgd(
         may be traced.
       num_steps: number of projected sign steps (``pgd_step``, host loop).
       random_start: start from a uniform point of the ball (needs ``key``).
+      input_shape: the model's ``[H, W, C]``, to refuse other image shapes.
 
     Returns:
       ``[B, H, W, C]`` in ``[0, 1]`` with ``|x' - x|_inf <= epsilon``.
@@ -153,11 +166,9 @@ def pgd(
     epsilon = check_epsilon(epsilon)
     if step_size is None:
         step_size = 2.5 * epsilon / max(num_steps, 1)
-    step_size = check_epsilon(step_size, "step_size")
-    if num_steps < 0:
-        raise FooljaxError(f"num_steps must be >= 0, got {num_steps}")
-    check_images(images)
-    _check_labels(logits_fn, params, images, labels, targeted)
+    step_size = check_finite("step_size", step_size, 0.0, 1.0)
+    num_steps = check_int("num_steps", num_steps, 0)
+    _check_inputs(logits_fn, params, images, labels, targeted, input_shape)
     if random_start and key is None:
         raise FooljaxError("pgd(random_start=True) needs a PRNG key")
     if key is None:
@@ -168,7 +179,7 @@ def pgd(
     step_size = jnp.asarray(step_size, jnp.float32)
     x = _pgd_start(key, images, epsilon, random_start=bool(random_start))
     for _ in range(int(num_steps)):
-        x = pgd_step(
+        x = _pgd_step(
             logits_fn,
             params,
             x,

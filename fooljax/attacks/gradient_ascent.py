@@ -20,12 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fooljax.attacks.common import (
-    check_images,
-    check_labels,
-    is_concrete,
-    num_classes_of,
-)
+from fooljax.attacks.common import check_attack_inputs
+from fooljax.checks import check_finite, check_int
 from fooljax.errors import FooljaxError
 
 
@@ -79,15 +75,10 @@ def gradient_ascent(
       ``(images [B, H, W, C] in [0, 1], confidence [B])``: the final images and
       the softmax probability of each image's class.
     """
-    check_images(init_images)
-    if is_concrete(classes):
-        check_labels(classes, num_classes_of(logits_fn, params, init_images), "class")
-    if num_steps < 0 or (
-        is_concrete((step_size, l2_decay)) and (step_size <= 0 or l2_decay < 0)
-    ):
-        raise FooljaxError(
-            "gradient_ascent needs step_size > 0, num_steps >= 0, l2_decay >= 0"
-        )
+    step_size = check_finite("step_size", step_size, 0.0, lo_open=True)
+    l2_decay = check_finite("l2_decay", l2_decay, 0.0)
+    num_steps = check_int("num_steps", num_steps, 0)
+    check_attack_inputs(logits_fn, params, init_images, classes, "class")
     classes = jnp.asarray(classes, jnp.int32)
     x = _ascend(
         logits_fn,

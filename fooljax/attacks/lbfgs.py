@@ -31,13 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from fooljax.attacks.common import (
-    check_images,
-    check_labels,
-    num_classes_of,
-    per_example_loss,
-)
-from fooljax.errors import FooljaxError
+from fooljax.attacks.common import check_attack_inputs, per_example_loss
+from fooljax.checks import check_finite, check_int
 
 
 class LbfgsResult(NamedTuple):
@@ -123,14 +118,12 @@ def lbfgs_attack(
     Returns:
       ``LbfgsResult`` (NumPy arrays).
     """
-    check_images(images)
+    initial_c = check_finite("initial_c", initial_c, 0.0, lo_open=True)
+    num_search_steps = check_int("num_search_steps", num_search_steps, 1)
+    max_iterations = check_int("max_iterations", max_iterations, 1)
+    num_retries = check_int("num_retries", num_retries, 0)
+    check_attack_inputs(logits_fn, params, images, targets, "target label")
     images = np.asarray(images, np.float32)
-    check_labels(targets, num_classes_of(logits_fn, params, images), "target label")
-    if initial_c <= 0 or num_search_steps < 1 or max_iterations < 1:
-        raise FooljaxError(
-            "lbfgs_attack needs initial_c > 0, num_search_steps >= 1 and "
-            "max_iterations >= 1"
-        )
     targets = np.asarray(targets, np.int32)
     b = images.shape[0]
     n = images[0].size

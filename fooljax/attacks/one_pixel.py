@@ -60,7 +60,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fooljax.errors import FooljaxError
+from fooljax.attacks.common import probe_model
+from fooljax.checks import (
+    check_finite,
+    check_images,
+    check_int,
+    check_labels,
+    check_memory,
+    check_not_consumed,
+)
+from fooljax.errors import InputError
 from fooljax.evolution import de
 
 _log = logging.getLogger("fooljax")
@@ -116,10 +125,10 @@ def resolve_eval_batch(eval_batch: int | None, backend: str | None = None) -> in
     if eval_batch is None:
         backend = backend or jax.default_backend()
         return AUTO_EVAL_BATCH_CPU if backend == "cpu" else 0
+    if isinstance(eval_batch, bool) or not isinstance(eval_batch, (int, np.integer)):
+        raise InputError(f"eval_batch must be an integer >= 0, got {eval_batch!r}")
     if eval_batch < 0:
-        raise FooljaxError(
-            f"eval_batch must be >= 0 (0 = whole batch), got {eval_batch}"
-        )
+        raise InputError(f"eval_batch must be >= 0 (0 = whole batch), got {eval_batch}")
     return int(eval_batch)
 
 
@@ -393,6 +402,7 @@ def init(
       ``OnePixelState`` at generation 0, ``queries = P``; images whose best
       initial candidate already meets ``config.early_stop`` are inactive.
     """
+    _check_core_args(images, labels, targets, image_keys, config, eval_batch)
     box = search_box(images.shape[1:], config.num_pixels)
     pop = jax.vmap(
         lambda k: initial_population(jax.random.fold_in(k, 0), images.shape[1:], config)
@@ -447,6 +457,8 @@ def run_chunk(
       The next ``OnePixelState``; stopped images keep their state and stop
       counting generations and queries.
     """
+    _check_core_args(images, labels, targets, image_keys, config, eval_batch)
+    check_not_consumed(state, "OnePixelState")
     box = search_box(images.shape[1:], config.num_pixels).replace(
         differential_weight=config.differential_weight,
         crossover_rate=config.crossover_rate,
@@ -526,22 +538,108 @@ def best(images, state: OnePixelState):
 # Compiled once per module: ``attack`` calls these, so repeated attacks with
 # equal static arguments and input shapes reuse the executables.
 _init_jit = jax.jit(init, static_argnames=("probs_fn", "config", "eval_batch"))
-_run_chunk_jit = jax.jit(
+_run_chunk_donating = jax.jit(
     run_chunk,
     static_argnames=("probs_fn", "config", "eval_batch", "memoize"),
     donate_argnums=(6,),
 )
+
+
+def _run_chunk_jit(*args, **kwargs):
+    # the host sees a consumed (donated) state before XLA does
+    check_not_consumed(args[6], "OnePixelState")
+    return _run_chunk_donating(*args, **kwargs)
+
+
 _best_jit = jax.jit(best)
 _image_keys_jit = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
 
 
 def validate_execution(execution: Execution) -> None:
-    """Raises ``FooljaxError`` with one clear line for unusable settings."""
+    """Raises ``InputError`` with one clear line for unusable settings."""
     resolve_eval_batch(execution.eval_batch, "cpu")
-    if execution.compact_every < 0:
-        raise FooljaxError(
-            f"compact_every must be >= 0 (0 = one chunk), got {execution.compact_every}"
+    check_int("compact_every", execution.compact_every, 0)
+
+
+def validate_config(config: OnePixelConfig) -> None:
+    """Raises ``InputError`` with one clear line for a meaningless attack
+    (static settings: checked at trace time, free)."""
+    if not isinstance(config, OnePixelConfig):
+        raise InputError(
+            f"config must be a OnePixelConfig, got {type(config).__name__}"
         )
+    if check_int("num_pixels", config.num_pixels) < 1:
+        raise InputError(
+            f"pixel count (num_pixels) must be at least 1, got {config.num_pixels}"
+        )
+    if check_int("population_size", config.population_size, 1) < 4:
+        raise InputError(
+            f"population must be at least 4 for DE/rand/1, got {config.population_size}"
+        )
+    check_int("max_generations", config.max_generations, 0)
+    check_finite(
+        "differential_weight (F)", config.differential_weight, 0.0, 2.0, lo_open=True
+    )
+    check_finite("crossover_rate", config.crossover_rate, 0.0, 1.0)
+    check_finite("untargeted_threshold", config.untargeted_threshold, 0.0, 1.0)
+    check_finite("targeted_threshold", config.targeted_threshold, 0.0, 1.0)
+    check_finite("colour_mean", config.colour_mean, 0.0, 255.0)
+    check_finite("colour_std", config.colour_std, 0.0)
+    if config.early_stop not in EARLY_STOP_MODES:
+        raise InputError(
+            f"early_stop must be one of {', '.join(EARLY_STOP_MODES)}, "
+            f"got '{config.early_stop}'"
+        )
+
+
+def _check_core_args(images, labels, targets, image_keys, config, eval_batch):
+    """Trace-time (static) checks of the pure cores ``init``/``run_chunk``."""
+    validate_config(config)
+    resolve_eval_batch(eval_batch)
+    shape = tuple(np.shape(images))
+    if len(shape) != 4:
+        raise InputError(f"images must be [B, H, W, C], got shape {list(shape)}")
+    b, h, w, _ = shape
+    if config.num_pixels > h * w:
+        raise InputError(
+            f"pixel count (num_pixels) must be between 1 and the image's {h * w} "
+            "pixels, "
+            f"got {config.num_pixels}"
+        )
+    check_labels(labels, None, "label", batch=b)
+    if targets is not None:
+        check_labels(targets, None, "target", batch=b)
+    if tuple(np.shape(image_keys))[:1] != (b,):
+        raise InputError(
+            f"image_keys must be [{b}] (one key per image), got shape "
+            f"{list(np.shape(image_keys))}"
+        )
+
+
+def estimate_bytes(
+    num_images: int,
+    image_shape,
+    num_classes: int,
+    config: OnePixelConfig,
+    eval_batch: int,
+    memoize: bool,
+) -> int:
+    """A lower bound on the memory of ``attack``: the population, trials,
+    fitness and probabilities of every image (a few live copies in the loop),
+    the perturbed images of one model call (``eval_batch`` images, or all
+    images x population when 0), and memoisation's ``[P, 2P]`` duplicate
+    comparison. Activations come on top, so only sizes that certainly cannot
+    fit are refused."""
+    h, w, c = (int(v) for v in image_shape)
+    b, p = int(num_images), int(config.population_size)
+    d = config.num_pixels * (2 + c)
+    per_member = 4 * (d + num_classes + 1)
+    total = 4 * b * p * per_member
+    calls = eval_batch if eval_batch else b * p
+    total += calls * h * w * c * 4
+    if memoize and eval_batch:
+        total += 3 * p * 2 * p
+    return total
 
 
 def validate_inputs(
@@ -552,57 +650,29 @@ def validate_inputs(
     input_shape=None,
     *,
     execution: Execution | None = None,
+    num_classes: int | None = None,
 ):
-    """Raises ``FooljaxError`` with one clear line for unusable inputs (and
-    ``execution`` settings, when given)."""
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise FooljaxError(
-            f"images must be [B, H, W, C], got an array of shape {images.shape}"
-        )
-    if input_shape is not None and tuple(images.shape[1:]) != tuple(input_shape):
-        raise FooljaxError(
-            f"images are {tuple(images.shape[1:])}, the model takes {tuple(input_shape)}"
-        )
-    b, h, w, _ = images.shape
-    if b < 1:
-        raise FooljaxError("no images to attack")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise FooljaxError(
-            f"images must be float in [0, 1] (got {images.dtype}); divide uint8 by 255"
-        )
-    if images.min() < 0.0 or images.max() > 1.0:
-        raise FooljaxError("images must lie in [0, 1]")
-    if not 1 <= config.num_pixels <= h * w:
-        raise FooljaxError(
+    """Raises ``InputError`` with one clear line for unusable inputs (and
+    ``execution`` settings, when given): images ``[B, H, W, C]`` finite in [0,
+    1] (of ``input_shape`` when given), labels/targets ``[B]`` integers (in
+    ``0..num_classes - 1`` when given), the config's ranges."""
+    check_images(images, input_shape)
+    validate_config(config)
+    b, h, w, _ = np.shape(images)
+    if config.num_pixels > h * w:
+        raise InputError(
             f"pixel count must be between 1 and the image's {h * w} pixels, "
             f"got {config.num_pixels}"
         )
-    if config.population_size < 4:
-        raise FooljaxError(
-            f"population must be at least 4 for DE/rand/1, got {config.population_size}"
-        )
-    if config.max_generations < 0:
-        raise FooljaxError(
-            f"max_generations must be >= 0, got {config.max_generations}"
-        )
-    if config.early_stop not in EARLY_STOP_MODES:
-        raise FooljaxError(
-            f"early_stop must be one of {', '.join(EARLY_STOP_MODES)}, "
-            f"got '{config.early_stop}'"
-        )
     if execution is not None:
         validate_execution(execution)
-    labels = np.asarray(labels)
-    if labels.shape != (b,):
-        raise FooljaxError(f"labels must be [{b}], got shape {labels.shape}")
+    check_labels(labels, num_classes, "label", batch=b)
     if targets is not None:
-        targets = np.asarray(targets)
-        if targets.shape != (b,):
-            raise FooljaxError(f"targets must be [{b}], got shape {targets.shape}")
+        check_labels(targets, num_classes, "target", batch=b)
+        labels, targets = np.asarray(labels), np.asarray(targets)
         same = np.nonzero(targets == labels)[0]
         if len(same):
-            raise FooljaxError(
+            raise InputError(
                 f"target class equals the true label for image {int(same[0])} "
                 f"(class {int(labels[same[0]])}); a targeted attack needs another class"
             )
@@ -655,28 +725,40 @@ def attack(
       ``OnePixelResult`` of NumPy arrays.
     """
     validate_inputs(images, labels, targets, config, input_shape, execution=execution)
+    b = np.shape(images)[0]
+    idx = np.arange(b) if image_indices is None else np.asarray(image_indices)
+    if idx.shape != (b,) or not np.issubdtype(idx.dtype, np.integer):
+        raise InputError(
+            f"image_indices must be [{b}] integers, got shape {list(idx.shape)} "
+            f"dtype {idx.dtype}"
+        )
+    eval_batch = resolve_eval_batch(execution.eval_batch)
+    memoize = bool(execution.memoize and eval_batch)
+    # the model once on the caller's first image: finite probabilities, and
+    # the class count the labels are checked against
+    probed = probe_model(probs_fn, params, images, name="probs_fn", probabilities=True)
+    if num_classes is not None and probed is not None and probed != num_classes:
+        raise InputError(
+            f"num_classes is {num_classes} but probs_fn returns {probed} classes"
+        )
+    num_classes = num_classes if num_classes is not None else probed
+    validate_inputs(images, labels, targets, config, num_classes=num_classes)
+    check_memory(
+        estimate_bytes(
+            b, np.shape(images)[1:], num_classes or 1000, config, eval_batch, memoize
+        ),
+        f"a one-pixel attack of {b} images x population {config.population_size}",
+    )
     images = jnp.asarray(images, jnp.float32)
-    b = images.shape[0]
     labels_np = np.asarray(labels, np.int32)
     targeted = targets is not None
     targets_np = np.asarray(targets, np.int32) if targeted else None
-    if num_classes is not None:
-        bad = (labels_np < 0) | (labels_np >= num_classes)
-        if targeted:
-            bad |= (targets_np < 0) | (targets_np >= num_classes)
-        if bad.any():
-            raise FooljaxError(f"labels/targets must be classes 0..{num_classes - 1}")
-    idx = np.arange(b) if image_indices is None else np.asarray(image_indices)
-    if idx.shape != (b,):
-        raise FooljaxError(f"image_indices must be [{b}], got shape {idx.shape}")
     image_keys = _image_keys_jit(key, jnp.asarray(idx))
     labels_j = jnp.asarray(labels_np)
     targets_j = jnp.asarray(targets_np) if targeted else None
     # the budget is read by this host loop only: runs that differ in it share
     # the compiled functions
     kernel_cfg = dataclasses.replace(config, max_generations=0)
-    eval_batch = resolve_eval_batch(execution.eval_batch)
-    memoize = bool(execution.memoize and eval_batch)
 
     state = _init_jit(
         probs_fn,

@@ -37,9 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from fooljax.checks import check_finite, check_int
 from fooljax.encodings.base import Encoding
 from fooljax.encodings.direct import hsv_to_rgb, polynomial_mutation
-from fooljax.errors import FooljaxError
+from fooljax.errors import FooljaxError, InputError
 
 NUM_INPUTS = 4  # x, y, d, bias
 WEIGHT_LOW, WEIGHT_HIGH = -10.0, 10.0
@@ -393,6 +394,19 @@ def _names(activations) -> tuple:
     return tuple(names)
 
 
+def _check_image_shape(image_shape) -> None:
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in shape
+        )
+        or min(shape) <= 0
+    ):
+        raise InputError(f"image shape must be H,W,C > 0 integers, got {image_shape!r}")
+
+
 def make_spec(
     image_shape: Sequence[int],
     *,
@@ -411,12 +425,12 @@ def make_spec(
     output_map: str = "affine",
 ) -> Spec:
     """Validated static settings; every bad value is one ``FooljaxError``."""
-    if len(image_shape) != 3 or min(image_shape) <= 0:
-        raise FooljaxError(f"image shape must be H,W,C > 0, got {tuple(image_shape)}")
+    _check_image_shape(image_shape)
     c = int(image_shape[-1])
     if c not in (1, 3):
         raise FooljaxError(f"the CPPN draws 1 (grey) or 3 (HSV) channels, not {c}")
-    max_nodes, max_edges = int(max_nodes), int(max_edges)
+    max_nodes = check_int("cppn max_nodes", max_nodes)
+    max_edges = check_int("cppn max_edges", max_edges)
     if max_nodes < NUM_INPUTS + c:
         raise FooljaxError(
             f"cppn max_nodes={max_nodes} is too small: {NUM_INPUTS} inputs and {c} "
@@ -439,10 +453,8 @@ def make_spec(
         activation_rate=activation_rate,
     )
     for name, p in probs.items():
-        if not 0.0 <= float(p) <= 1.0:
-            raise FooljaxError(f"cppn {name}={p} is not a probability in [0, 1]")
-    if float(weight_eta) < 0:
-        raise FooljaxError(f"cppn weight_eta={weight_eta} must be >= 0")
+        check_finite(f"cppn {name}", p, 0.0, 1.0, hint="a probability")
+    check_finite("cppn weight_eta", weight_eta, 0.0)
     if coords not in COORDS:
         raise FooljaxError(
             f"unknown CPPN coords '{coords}' (known: {', '.join(COORDS)})"

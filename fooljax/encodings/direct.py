@@ -13,11 +13,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fooljax.checks import check_finite, check_int
+from fooljax.errors import InputError
+
 LOW, HIGH = 0.0, 255.0
 
 
 def init(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """Uniform random genome ``shape`` in [0, 255]."""
+    shape = tuple(check_int("genome shape entry", d, 1) for d in shape)
     return jax.random.uniform(key, shape, jnp.float32, LOW, HIGH)
 
 
@@ -62,7 +66,10 @@ def polynomial_mutation(
     the random bits drawn per generation).
     """
     r = jax.random.uniform(key, genome.shape)
-    rate = jnp.asarray(rate, jnp.float32)
+    check_finite("mutation eta", eta, 0.0)
+    if not low < high:
+        raise InputError(f"mutation bounds need low < high, got [{low}, {high}]")
+    rate = jnp.asarray(check_finite("mutation rate", rate, 0.0, 1.0), jnp.float32)
     mask = r < rate
     u = r / jnp.maximum(rate, 1e-30)
     span = high - low
@@ -112,6 +119,7 @@ def sbx_crossover(
     Each gene pair is crossed with probability 0.5 (as in NSGA-II/Sferes2), the
     child takes either of the two SBX offspring values at random.
     """
+    check_finite("crossover eta", eta, 0.0)
     k_gene, k_u, k_side = jax.random.split(key, 3)
     y1 = jnp.minimum(parent1, parent2)
     y2 = jnp.maximum(parent1, parent2)

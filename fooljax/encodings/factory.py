@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fooljax.checks import check_finite, check_int
 from fooljax.encodings.base import Encoding
+from fooljax.encodings.cppn import _check_image_shape
 from fooljax.encodings.cppn import make_encoding as make_cppn_encoding
 from fooljax.encodings.direct import (
     decode_grey,
@@ -14,9 +16,10 @@ from fooljax.encodings.direct import (
     sbx_crossover,
 )
 from fooljax.encodings.direct import init as init_direct
-from fooljax.errors import FooljaxError
+from fooljax.errors import FooljaxError, InputError
 
 ENCODINGS = ("direct", "cppn")
+COLOURS = ("auto", "rgb")
 
 
 def mutation_rate(rate0: float, halve_every: int, generation) -> jax.Array:
@@ -45,14 +48,21 @@ def make_encoding(
     uses the genes as RGB directly. ``options``: encoding-specific settings
     (e.g. the CPPN's capacities and mutation probabilities).
     """
-    if not 0.0 <= mutation_rate0 <= 1.0:
-        raise FooljaxError(f"mutation probability {mutation_rate0} is not in [0, 1]")
+    if not 0.0 <= mutation_rate0 <= 1.0:  # (NaN fails this too)
+        raise InputError(f"mutation probability {mutation_rate0} is not in [0, 1]")
     if not 0.0 <= crossover_rate <= 1.0:
-        raise FooljaxError(f"crossover probability {crossover_rate} is not in [0, 1]")
-    if mutation_eta < 0 or crossover_eta < 0:
-        raise FooljaxError("distribution indices (eta) must be >= 0")
+        raise InputError(f"crossover probability {crossover_rate} is not in [0, 1]")
+    # ``eta < 0`` is False for NaN: check finiteness explicitly
+    check_finite("mutation_eta (distribution index)", mutation_eta, 0.0)
+    check_finite("crossover_eta (distribution index)", crossover_eta, 0.0)
+    check_int("halve_every (0 = constant rate)", halve_every, 0)
+    if colour not in COLOURS:
+        raise InputError(f"unknown colour '{colour}' (known: {', '.join(COLOURS)})")
+    if options is not None and not isinstance(options, dict):
+        raise InputError(f"options must be a dict, got {type(options).__name__}")
     if name == "direct":
-        h, w, c = image_shape
+        _check_image_shape(image_shape)
+        h, w, c = (int(d) for d in image_shape)
         if c == 1 or colour == "rgb":
             decode = decode_grey
         elif c == 3:

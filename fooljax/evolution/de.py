@@ -28,7 +28,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
+
+from fooljax.checks import check_finite, is_concrete
+from fooljax.errors import InputError
+
+BOUND_HANDLING = ("clip", "resample")
 
 
 @struct.dataclass
@@ -53,15 +59,66 @@ class DEState:
     generation: jax.Array  # [] int32, number of tell() calls
 
 
+def check_params(params: DEParams) -> DEParams:
+    """Refuses meaningless hyper-parameters (``InputError``, one line): ``F``
+    not finite in (0, 2], ``CR`` not finite in [0, 1], an unknown bound rule, a
+    box that is not finite ``[D]`` with ``lower <= upper``. Only concrete values
+    are looked at (``ask``/``tell`` run it at trace time: free, never per
+    generation); traced ones pass."""
+    if not isinstance(params, DEParams):
+        raise InputError(f"params must be DEParams, got {type(params).__name__}")
+    check_finite(
+        "differential_weight (F)", params.differential_weight, 0.0, 2.0, lo_open=True
+    )
+    check_finite("crossover_rate (CR)", params.crossover_rate, 0.0, 1.0)
+    if params.bound_handling not in BOUND_HANDLING:
+        raise InputError(
+            f"unknown bound_handling '{params.bound_handling}' "
+            f"(known: {', '.join(BOUND_HANDLING)})"
+        )
+    lo, hi = params.lower, params.upper
+    if np.shape(lo) != np.shape(hi) or len(np.shape(lo)) != 1:
+        raise InputError(
+            f"lower and upper must both be [D], got shapes {list(np.shape(lo))} "
+            f"and {list(np.shape(hi))}"
+        )
+    if is_concrete((lo, hi)):
+        lo, hi = np.asarray(lo), np.asarray(hi)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise InputError("the search box (lower, upper) must be finite")
+        if np.any(lo > hi):
+            i = int(np.argmax(lo > hi))
+            raise InputError(
+                f"lower > upper in dimension {i} ({lo[i]:.4g} > {hi[i]:.4g})"
+            )
+    return params
+
+
+def _check_population(population, fitness=None) -> None:
+    if len(np.shape(population)) != 2:
+        raise InputError(
+            f"population must be [P, D], got shape {list(np.shape(population))}"
+        )
+    p = np.shape(population)[0]
+    if fitness is not None and tuple(np.shape(fitness)) != (p,):
+        raise InputError(
+            f"fitness must be [{p}] (one per member), got {list(np.shape(fitness))}"
+        )
+
+
 def uniform_population(key: jax.Array, params: DEParams, population_size: int):
     """``[P, D]`` uniform in the box."""
+    check_params(params)
+    if population_size < 1:
+        raise InputError(f"population_size must be >= 1, got {population_size}")
     u = jax.random.uniform(key, (population_size, params.lower.shape[0]))
     return params.lower + u * (params.upper - params.lower)
 
 
 def init(population: jax.Array, fitness: jax.Array, params: DEParams) -> DEState:
     """State from an evaluated initial population (``[P, D]``, ``[P]``)."""
-    del params
+    check_params(params)
+    _check_population(population, fitness)
     i = jnp.argmax(fitness)
     return DEState(
         population=population,
@@ -88,8 +145,8 @@ def distinct_donors(key: jax.Array, population_size: int, num_donors: int = 3):
     over the ``P - 1 - j`` indices not yet taken, mapped past the taken ones.
     """
     if population_size < num_donors + 1:
-        raise ValueError(
-            f"rand/1 needs a population of at least {num_donors + 1}, "
+        raise InputError(
+            f"population must be at least {num_donors + 1} for DE/rand/1, "
             f"got {population_size}"
         )
     keys = jax.random.split(key, num_donors)
@@ -115,6 +172,7 @@ def distinct_donors(key: jax.Array, population_size: int, num_donors: int = 3):
 
 def ask(key: jax.Array, state: DEState, params: DEParams) -> jax.Array:
     """Trial vectors ``[P, D]`` (rand/1, optional binomial crossover, in the box)."""
+    check_params(params)
     pop = state.population
     p, d = pop.shape
     key_donors, key_cross, key_jrand, key_bounds = jax.random.split(key, 4)
@@ -133,14 +191,15 @@ def ask(key: jax.Array, state: DEState, params: DEParams) -> jax.Array:
         fresh = uniform_population(key_bounds, params, p)
         out = (trial < params.lower) | (trial > params.upper)
         return jnp.where(out, fresh, trial)
-    raise ValueError(f"unknown bound_handling '{params.bound_handling}'")
+    raise InputError(f"unknown bound_handling '{params.bound_handling}'")
 
 
 def tell(
     trials: jax.Array, fitness: jax.Array, state: DEState, params: DEParams
 ) -> DEState:
     """Greedy one-to-one selection: a trial replaces its parent if strictly better."""
-    del params
+    check_params(params)
+    _check_population(trials, fitness)
     better = fitness > state.fitness
     population = jnp.where(better[:, None], trials, state.population)
     new_fitness = jnp.where(better, fitness, state.fitness)

@@ -17,18 +17,28 @@ mapped to ``-inf`` so it never enters the archive. Keys: generation ``g`` uses
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec
 
+from fooljax.checks import (
+    PROB_SUM_TOL,
+    check_int,
+    check_memory,
+    check_not_consumed,
+    is_concrete,
+)
 from fooljax.encodings.base import Encoding
-from fooljax.errors import FooljaxError
+from fooljax.errors import InputError
 
 THRESHOLDS = (0.99, 0.9999)
 
@@ -49,15 +59,39 @@ class MapElitesState:
     #   cells >= threshold, -1 = not yet
 
 
+@dataclasses.dataclass(frozen=True)
+class LogSoftmax:
+    """``log_softmax(logits_fn(params, images))`` (float32); hashable."""
+
+    logits_fn: Callable
+
+    def __call__(self, params, images):
+        return jax.nn.log_softmax(self.logits_fn(params, images).astype(jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class LogOfProbs:
+    """``log(probs_fn(params, images))`` (float32); hashable. ``check_model``
+    probes ``probs_fn`` itself, so logits passed as probabilities are refused."""
+
+    probs_fn: Callable
+
+    def __call__(self, params, images):
+        return jnp.log(self.probs_fn(params, images).astype(jnp.float32))
+
+
 def log_probs_from(
     logits_fn: Callable | None = None, probs_fn: Callable | None = None
 ) -> Callable:
     """``log_probs(params, images [B,H,W,C]) -> [B, K]`` from a logits or probs fn."""
     if (logits_fn is None) == (probs_fn is None):
-        raise ValueError("pass exactly one of logits_fn or probs_fn")
+        raise InputError("pass exactly one of logits_fn or probs_fn to log_probs_from")
+    for name, fn in (("logits_fn", logits_fn), ("probs_fn", probs_fn)):
+        if fn is not None and not callable(fn):
+            raise InputError(f"{name} must be callable, got {type(fn).__name__}")
     if logits_fn is not None:
-        return lambda p, x: jax.nn.log_softmax(logits_fn(p, x).astype(jnp.float32))
-    return lambda p, x: jnp.log(probs_fn(p, x).astype(jnp.float32))
+        return LogSoftmax(logits_fn)
+    return LogOfProbs(probs_fn)
 
 
 class Layout(NamedTuple):
@@ -80,26 +114,29 @@ SINGLE_DEVICE = Layout()
 
 
 def make_layout(population: int, mesh=None, eval_batch: int = 50) -> Layout:
-    """Checks that ``population`` splits over the mesh and into micro-batches.
+    """Checks that ``population`` splits over the mesh; picks the micro-batch.
 
-    If ``eval_batch`` does not divide the per-device population, the largest
-    divisor below it is used (logged): results then match only runs that use the
-    same micro-batch size.
+    The model sees micro-batches of ``ceil(local / ceil(local / eval_batch))``
+    images (``local``: the per-device population): exactly ``eval_batch``
+    whenever it divides ``local`` (so those runs are unchanged, bit for bit),
+    otherwise the smallest size that needs no more model calls than
+    ``eval_batch`` would; the last micro-batch is padded (``_score_local``).
+    For populations with a divisor of that size (120 and 50 -> 40) this is the
+    divisor the earlier version picked; where the earlier version fell back to
+    a much smaller divisor (101 and 50 -> 1, 101 calls) it now pads (3 calls
+    of 34, one padding row), a different (faster) micro-batch size.
     """
+    population = check_int("population", population, 1)
+    eval_batch = check_int("eval_batch", eval_batch, 1)
     n_dev = 1 if mesh is None else mesh.size
     if population % n_dev:
-        raise FooljaxError(
-            f"population {population} is not divisible by {n_dev} devices"
-        )
-    if eval_batch < 1:
-        raise FooljaxError(f"eval_batch must be >= 1, got {eval_batch}")
+        raise InputError(f"population {population} is not divisible by {n_dev} devices")
     local = population // n_dev
-    eb = min(eval_batch, local)
-    while local % eb:
-        eb -= 1
+    eb = balanced_batch(local, eval_batch)
     if eb != eval_batch and eval_batch < local:
-        logging.getLogger("fooljax").warning(
-            "eval_batch %d does not divide the per-device population %d; using %d",
+        logging.getLogger("fooljax").info(
+            "eval_batch %d does not divide the per-device population %d; "
+            "micro-batches of %d (the last one padded)",
             eval_batch,
             local,
             eb,
@@ -107,16 +144,40 @@ def make_layout(population: int, mesh=None, eval_batch: int = 50) -> Layout:
     return Layout(mesh if n_dev > 1 else None, eb)
 
 
+def balanced_batch(n: int, eval_batch: int) -> int:
+    """Micro-batch size for ``n`` rows: as few calls as ``eval_batch`` needs,
+    as little padding as possible; ``eval_batch`` itself when it divides ``n``."""
+    eb = min(eval_batch, n)
+    return -(-n // -(-n // eb))
+
+
+def _pad_rows(tree, m: int):
+    """Pads every leaf ``[n, ...]`` to ``[m, ...]`` with copies of row 0 (a real
+    genome: padding decodes and scores like any other, and is dropped)."""
+
+    def pad(a):
+        n = a.shape[0]
+        if m == n:
+            return a
+        return jnp.concatenate([a, jnp.broadcast_to(a[:1], (m - n, *a.shape[1:]))])
+
+    return jax.tree_util.tree_map(pad, tree)
+
+
 def _score_local(log_probs_fn, params, encoding: Encoding, genomes, eval_batch: int):
+    """``[n]`` genomes -> ``[n, K]`` log-probs in micro-batches of
+    ``min(eval_batch, n)``; when that does not divide ``n`` the last batch is
+    padded with copies of genome 0 whose scores are dropped. NaN -> -inf."""
     n = jax.tree_util.tree_leaves(genomes)[0].shape[0]
     eb = min(eval_batch, n)
+    m = -(-n // eb) * eb
     batches = jax.tree_util.tree_map(
-        lambda a: a.reshape(n // eb, eb, *a.shape[1:]), genomes
+        lambda a: a.reshape(m // eb, eb, *a.shape[1:]), _pad_rows(genomes, m)
     )
     lp = jax.lax.map(
         lambda g: log_probs_fn(params, jax.vmap(encoding.decode)(g)), batches
     )
-    lp = lp.reshape(n, lp.shape[-1])
+    lp = lp.reshape(m, lp.shape[-1])[:n]
     return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
 
 
@@ -134,6 +195,11 @@ def _score(log_probs_fn, params, encoding: Encoding, genomes, layout: Layout):
 
     if layout.mesh is None:
         return local(params, genomes)
+    n = jax.tree_util.tree_leaves(genomes)[0].shape[0]
+    if n % layout.mesh.size:
+        raise InputError(
+            f"population {n} is not divisible by {layout.mesh.size} devices"
+        )
     axis = layout.mesh.axis_names[0]
     return jax.shard_map(
         lambda p, g: local(p, g),
@@ -207,6 +273,8 @@ def init(
     layout: Layout = SINGLE_DEVICE,
 ) -> MapElitesState:
     """Generation 0: ``population`` random genomes scored and offered to the archive."""
+    check_int("num_classes", num_classes, 1)
+    check_int("population", population, 1)
     k0 = jax.random.fold_in(key, 0)
     genomes = jax.vmap(encoding.init)(jax.random.split(k0, population))
     genomes = layout.constrain(genomes)
@@ -219,8 +287,8 @@ def init(
         found_at=jnp.full((num_classes,), -1, jnp.int32),
     )
     if lp.shape[-1] != num_classes:
-        raise ValueError(
-            f"model gives {lp.shape[-1]} classes, archive has {num_classes}"
+        raise InputError(
+            f"num_classes is {num_classes} but the model gives {lp.shape[-1]} classes"
         )
     archive = tell(empty, genomes, lp, 0)
     first_all = jnp.full((len(THRESHOLDS),), -1, jnp.int32)
@@ -238,6 +306,7 @@ def step(
     layout: Layout = SINGLE_DEVICE,
 ):
     """One generation: ask -> decode -> score -> tell. Returns (state, metrics)."""
+    check_int("population", population, 1)
     generation = state.generation + 1
     key = jax.random.fold_in(state.key, generation)
     offspring = ask(key, state.archive, encoding, population, generation)
@@ -256,6 +325,23 @@ def step(
     return MapElitesState(archive, state.key, generation, first_all), metrics
 
 
+class _Checked:
+    """A jitted function behind host-side checks of its concrete arguments;
+    attributes (``lower``, ``_cache_size``...) are the jitted function's."""
+
+    def __init__(self, jitted, check):
+        self._jitted = jitted
+        self._check = check
+        functools.update_wrapper(self, jitted)
+
+    def __call__(self, *args, **kwargs):
+        self._check(*args, **kwargs)
+        return self._jitted(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._jitted, name)
+
+
 def make_run_chunk(
     *,
     log_probs_fn: Callable,
@@ -266,9 +352,13 @@ def make_run_chunk(
     """Returns ``run_chunk(state, params, num_generations) -> (state, metrics)``.
 
     ``num_generations`` is static; all generations run in one ``lax.scan`` under
-    ``jit`` with ``state`` donated. ``metrics``: dict of ``[num_generations]``
-    arrays (elite min/median/max probability, counts >= 0.99 / 0.9999).
+    ``jit`` with ``state`` donated: a state passed to an earlier call is refused
+    (``ConsumedStateError``, checked on the host before the call). ``metrics``:
+    dict of ``[num_generations]`` arrays (elite min/median/max probability,
+    counts >= 0.99 / 0.9999).
     """
+    population = check_int("population", population, 1)
+    _check_encoding(encoding)
     body = functools.partial(
         step,
         log_probs_fn=log_probs_fn,
@@ -281,18 +371,145 @@ def make_run_chunk(
     def run_chunk(state: MapElitesState, params, num_generations: int):
         return jax.lax.scan(lambda s, _: body(s, params), state, None, num_generations)
 
-    return run_chunk
+    def check(state, params=None, num_generations=0, *_, **kw):
+        num_generations = kw.get("num_generations", num_generations)
+        check_int("num_generations", num_generations, 0)
+        if not isinstance(state, MapElitesState):
+            raise InputError(
+                f"run_chunk needs a MapElitesState, got {type(state).__name__}"
+            )
+        check_not_consumed(state, "MapElitesState")
+
+    return _Checked(run_chunk, check)
+
+
+def _check_encoding(encoding) -> None:
+    if not isinstance(encoding, Encoding):
+        raise InputError(f"encoding must be an Encoding, got {type(encoding).__name__}")
+    if encoding.crossover_rate is not None and is_concrete(encoding.crossover_rate):
+        r = float(encoding.crossover_rate)
+        if not 0.0 <= r <= 1.0:
+            raise InputError(f"encoding crossover_rate {r} is not in [0, 1]")
+
+
+def estimate_bytes(encoding: Encoding, num_classes: int, population: int, layout):
+    """A lower bound on MAP-Elites' memory (``jax.eval_shape``, nothing is
+    allocated): parents, mates, crossed and mutated offspring (4 population
+    copies of the genome), the archive (2 copies of ``K`` genomes), the
+    ``[P, K]`` log-probs and one micro-batch of decoded images. Model
+    activations come on top, so only sizes that certainly cannot fit are
+    refused."""
+    genome = jax.eval_shape(encoding.init, jax.random.key(0))
+    image = jax.eval_shape(encoding.decode, genome)
+    g_bytes = sum(
+        math.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(genome)
+    )
+    i_bytes = math.prod(image.shape) * 4
+    local = population // (1 if layout.mesh is None else layout.mesh.size)
+    return (
+        4 * local * g_bytes
+        + 2 * num_classes * g_bytes
+        + 4 * local * num_classes
+        + min(layout.eval_batch, local) * i_bytes
+    )
+
+
+def check_model(
+    key: jax.Array,
+    params,
+    *,
+    log_probs_fn: Callable,
+    encoding: Encoding,
+    num_classes: int,
+    population: int,
+    layout: Layout = SINGLE_DEVICE,
+) -> None:
+    """Probes the model once on the first micro-batch of the initial
+    population (the genomes ``init(key, params)`` scores first).
+
+    Refuses (``InputError``, one line): a model with no finite output on any of
+    them (NaN weights: every image would "fool" it), an output width other than
+    ``num_classes``, and outputs that are not (log-)probabilities: rows that do
+    not sum to 1 within ``1e-3`` (``log_probs_from(probs_fn=...)`` is probed on
+    ``probs_fn`` itself: values < 0 are refused too). A model that is NaN on some
+    images only is allowed (those never enter the archive). ``make_init``'s
+    ``init`` calls it when its arguments are concrete.
+    """
+    n = min(layout.eval_batch, population)
+    keys = jax.random.split(jax.random.fold_in(key, 0), population)[:n]
+    fn = log_probs_fn.probs_fn if isinstance(log_probs_fn, LogOfProbs) else None
+    out = _probe_jit(fn or log_probs_fn, encoding.decode, encoding.init, params, keys)
+    out = np.asarray(out, np.float64)
+    if out.ndim != 2 or out.shape[-1] != num_classes:
+        raise InputError(
+            f"num_classes is {num_classes} but the model gives outputs of shape "
+            f"{list(out.shape[1:])}"
+        )
+    probs = out if fn is not None else np.exp(out)
+    ok = np.all(np.isfinite(out) | (out == -np.inf), axis=-1) & np.all(
+        ~np.isnan(probs), axis=-1
+    )
+    if fn is not None:
+        ok &= np.all(np.isfinite(out), axis=-1)
+    if not ok.any():
+        raise InputError(
+            f"the model returns non-finite outputs (NaN/inf) on the first {n} "
+            "initial images: check its weights"
+        )
+    rows = probs[ok]
+    sums = rows.sum(-1)
+    worst = float(sums[np.argmax(np.abs(sums - 1.0))])
+    if rows.min() < 0 or abs(worst - 1.0) > PROB_SUM_TOL:
+        name = "probs_fn" if fn is not None else "log_probs_fn"
+        raise InputError(
+            f"{name} does not return {'probabilities' if fn else 'log-probabilities'}"
+            f" (row sums {worst:.4g}, min {rows.min():.4g}): pass "
+            "log_probs_from(logits_fn=...) for a model that returns logits"
+        )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _probe(fn, decode, init_fn, params, keys):
+    return fn(params, jax.vmap(lambda k: decode(init_fn(k)))(keys))
+
+
+def _probe_jit(fn, decode, init_fn, params, keys):
+    try:
+        return _probe(fn, decode, init_fn, params, keys)
+    except TypeError:  # unhashable callables: trace without caching
+        return jax.jit(lambda p, k: fn(p, jax.vmap(lambda q: decode(init_fn(q)))(k)))(
+            params, keys
+        )
 
 
 def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_DEVICE):
-    """Returns jitted ``init(key, params) -> MapElitesState`` (generation 0)."""
-    return jax.jit(
-        functools.partial(
-            init,
-            log_probs_fn=log_probs_fn,
-            encoding=encoding,
-            num_classes=num_classes,
-            population=population,
-            layout=layout,
-        )
+    """Returns jitted ``init(key, params) -> MapElitesState`` (generation 0).
+
+    Refuses sizes that cannot fit in memory (``estimate_bytes``) here, and on
+    every call with concrete arguments probes the model first (``check_model``):
+    NaN outputs or non-probabilities are refused before the run starts.
+    """
+    population = check_int("population", population, 1)
+    num_classes = check_int("num_classes", num_classes, 1)
+    if not isinstance(layout, Layout):
+        raise InputError(f"layout must be a Layout, got {type(layout).__name__}")
+    check_int("eval_batch", layout.eval_batch, 1)
+    _check_encoding(encoding)
+    check_memory(
+        estimate_bytes(encoding, num_classes, population, layout),
+        f"MAP-Elites with population {population} and {num_classes} classes",
     )
+    kw = dict(
+        log_probs_fn=log_probs_fn,
+        encoding=encoding,
+        num_classes=num_classes,
+        population=population,
+        layout=layout,
+    )
+    jitted = jax.jit(functools.partial(init, **kw))
+
+    def check(key, params, *_, **__):
+        if is_concrete((key, params)):
+            check_model(key, params, **kw)
+
+    return _Checked(jitted, check)

@@ -10,6 +10,7 @@ from importlib import resources
 
 import numpy as np
 
+from fooljax.checks import check_input_shape
 from fooljax.errors import FooljaxError, WeightsError
 from fooljax.io.checkpoint import restore_params_dir
 from fooljax.io.params import check_shapes, load_params_npz, looks_like_npz
@@ -93,7 +94,9 @@ def load_classifier(
 
     ``preprocess``: see ``fooljax.models.preprocess``; defaults to the model's own
     (``identity`` for fooljax checkpoints; pass ``unit`` or ``caffe_deploy`` for
-    Caffe weights).
+    Caffe weights). ``logits_fn`` refuses images whose ``[H, W, C]`` is not the
+    model's ``input_shape`` (only ``C`` for models that resize their input,
+    ``resizes_input``) with an ``InputError``, at trace time.
     """
     spec = get_spec(name)
     params = load_params(spec, weights)
@@ -101,8 +104,15 @@ def load_classifier(
         preprocess or spec.default_preprocess, mean=mean, image_shape=spec.input_shape
     )
     model = spec.build()
+    resizes = bool(getattr(model, "resizes_input", False))
 
     def logits_fn(params, images):
+        # at trace time (static shapes, free): a wrong H, W or channel count
+        # would otherwise fail deep inside the network, or worse broadcast
+        # (1 channel through a 3-channel mean/std) and run
+        check_input_shape(
+            np.shape(images), spec.input_shape, model=f"model '{name}'", resizes=resizes
+        )
         return model.apply(params, pre(images))
 
     return Classifier(
