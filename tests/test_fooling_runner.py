@@ -124,10 +124,10 @@ def test_four_devices_equal_one_device(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"population": 1}, "population must be >= 2"),
-        ({"generations": 0}, "generations must be > 0"),
-        ({"mutation_rate": 1.5}, "not in \\[0, 1\\]"),
-        ({"crossover_rate": -0.1}, "not in \\[0, 1\\]"),
+        ({"population": 1}, "--population must be a finite number in \\[2, inf\\]"),
+        ({"generations": 0}, "--generations must be a finite number in \\[1, inf\\]"),
+        ({"mutation_rate": 1.5}, "--mutation_rate .* in \\[0, 1\\], got 1.5"),
+        ({"crossover_rate": -0.1}, "--crossover_rate .* in \\[0, 1\\], got -0.1"),
         ({"encoding": "bogus"}, "unknown encoding"),
         ({"model": "bogus"}, "unknown model"),
         ({"image_shape": (8, 8, 1)}, "does not accept images of shape"),
@@ -154,7 +154,7 @@ def test_finished_run_is_not_clobbered_and_corrupt_checkpoint(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     assert open(os.path.join(w, "summary.json")).read() == before
     r = _cli(*SMALL, "--population=1", f"--workdir={tmp_path / 'p1'}")
-    assert r.returncode == 2 and "population must be >= 2" in r.stderr
+    assert r.returncode == 2 and "--population must be a finite number" in r.stderr
 
     # An unfinished run whose latest checkpoint is damaged: refused, clearly.
     w2 = str(tmp_path / "w2")

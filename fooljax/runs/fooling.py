@@ -93,6 +93,20 @@ class FoolingConfig:
     ten_crop: bool = opt(False, "Score the mean softmax over 10 crops of input size.")
 
     def validate(self) -> None:
+        config.check_fields(
+            self,
+            population=(2, None),
+            generations=(1, None),
+            checkpoint_every=(1, None),
+            log_every=(1, None),
+            num_devices=(0, None),
+            eval_batch=(1, None),
+            mutation_rate=(0, 1),
+            mutation_eta=(0, None),
+            mutation_halving=(0, None),
+            crossover_rate=(0, 1),
+            crossover_eta=(0, None),
+        )
         if self.population < 2:
             raise FooljaxError(f"population must be >= 2, got {self.population}")
         if self.generations <= 0:

@@ -31,7 +31,6 @@ from fooljax.attacks import (
     random_targets,
 )
 from fooljax.attacks.common import check_epsilon
-from fooljax.errors import FooljaxError
 from fooljax.runs import config
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import (
@@ -69,8 +68,7 @@ class MnistAttackConfig:
     data_dir: str | None = opt(None, _DATA_HELP)
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise FooljaxError(f"batch_size must be >= 1, got {self.batch_size}")
+        config.check_fields(self, num_images=(1, None), batch_size=(1, None))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +95,17 @@ class LbfgsTablesConfig(MnistAttackConfig):
     )
     seed: int = opt(0, "Seed of the target labels and the noise.")
 
+    def validate(self) -> None:
+        super().validate()
+        config.check_fields(
+            self,
+            num_search_steps=(1, None),
+            max_iterations=(1, None),
+            initial_c=dict(lo=0, lo_open=True),
+        )
+        for sd in self.noise_stddevs:
+            config.check_number("noise_stddevs", sd, lo=0)
+
 
 @dataclasses.dataclass(frozen=True)
 class AdversarialTrainingConfig(MnistAttackConfig):
@@ -114,17 +123,32 @@ class GradientAscentConfig:
     l2_decay: float = opt(1e-4, "L2 decay weight on the pixels.")
     seed: int = opt(0, "Seed of the noise start.")
 
+    def validate(self) -> None:
+        config.check_fields(
+            self,
+            num_steps=(0, None),
+            step_size=dict(lo=0, lo_open=True),
+            l2_decay=(0, None),
+        )
 
-def _open(cfg: MnistAttackConfig, workdir: str, overwrite: bool, record: dict):
+
+def _open(
+    cfg: MnistAttackConfig, workdir: str, overwrite: bool, record: dict, zoo_names
+):
     """``(Workdir, zoo_dir, x, y)`` for an MNIST attack run; ``record`` is what
-    config.json holds (the config as the run understood it)."""
+    config.json holds (the config as the run understood it). Bad settings,
+    unknown zoo models and missing data are refused before the work directory
+    is touched."""
     cfg.validate()
+    for name in zoo_names:
+        if ":" not in name:
+            zoo_config(name)  # unknown names: one line
+    x, y = load_mnist_test(cfg.data_dir, cfg.num_images)
     common = {k: getattr(cfg, k) for k in ("num_images", "batch_size", "zoo_dir")}
     wd = Workdir(
         workdir, {**record, **common, "data_dir": cfg.data_dir}, overwrite=overwrite
     )
     zoo_dir = cfg.zoo_dir or wd.file("models")
-    x, y = load_mnist_test(cfg.data_dir, cfg.num_images)
     return wd, zoo_dir, x, y
 
 
@@ -154,7 +178,7 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
     curve = sorted({check_epsilon(e) for e in cfg.curve_epsilons} | {epsilon})
     named = parse_model_list(cfg.models)
     record = dict(models=named, epsilon=epsilon, curve_epsilons=curve)
-    wd, zoo_dir, x, y = _open(cfg, workdir, overwrite, record)
+    wd, zoo_dir, x, y = _open(cfg, workdir, overwrite, record, named.values())
     t0 = time.time()
     results = wd.load_json("partial.json")
     examples = {}
@@ -273,7 +297,9 @@ def run_lbfgs_tables(
     record = dataclasses.asdict(cfg) | dict(
         models=named, table2_columns=columns, noise_stddevs=list(cfg.noise_stddevs)
     )
-    wd, zoo_dir, x, y = _open(cfg, workdir, overwrite, record)
+    wd, zoo_dir, x, y = _open(
+        cfg, workdir, overwrite, record, [*named.values(), *columns.values()]
+    )
     t0 = time.time()
     x_full, y_full = load_mnist_test(cfg.data_dir)
     key = jax.random.key(cfg.seed)
@@ -349,7 +375,11 @@ def run_adversarial_training(
     after_name = cfg.model + ADV_SUFFIX
     after_cfg = zoo_config(after_name)
     wd, zoo_dir, x, y = _open(
-        cfg, workdir, overwrite, dict(model=cfg.model, epsilon=epsilon)
+        cfg,
+        workdir,
+        overwrite,
+        dict(model=cfg.model, epsilon=epsilon),
+        [cfg.model, after_name],
     )
     t0 = time.time()
     out, pics = {}, [x[:10]]
@@ -405,9 +435,10 @@ def run_gradient_ascent(
 ) -> dict:
     """Fooling images for every class of ``model`` by gradient ascent; the
     summary's ``confidence`` has one float per class (as the evolution runs)."""
+    cfg.validate()
+    clf = models.load_classifier(cfg.model, cfg.weights)
     wd = Workdir(workdir, cfg, overwrite=overwrite)
     t0 = time.time()
-    clf = models.load_classifier(cfg.model, cfg.weights)
     k = clf.num_classes
     x0 = initial_images(jax.random.key(cfg.seed), k, clf.input_shape, kind=cfg.init)
     check_differentiable(clf.logits_fn, clf.params, x0[:4])

@@ -79,6 +79,16 @@ class OnePixelRunConfig:
     seed: int = opt(0, "Random seed.")
 
     def validate(self) -> None:
+        config.check_fields(
+            self,
+            num_images=(1, None),
+            batch_size=(1, None),
+            start_index=(0, None),
+            max_generations=(0, None),
+            compact_every=(0, None),
+            differential_weight=dict(lo=0, hi=2, lo_open=True),
+            crossover_rate=(0, 1),
+        )
         if self.num_images < 1 or self.batch_size < 1:
             raise FooljaxError("--num_images and --batch_size must be >= 1")
         if self.pixels < 1:
@@ -192,10 +202,10 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
             f"pixel count must be between 1 and the image's {h * w} pixels, "
             f"got {cfg.pixels}"
         )
+    images_u8, labels, indices = select_images(cfg, clf)
     wd = Workdir(workdir, cfg, overwrite=overwrite)
     if wd.resumed:
         log.info("resuming the unfinished run in %s", workdir)
-    images_u8, labels, indices = select_images(cfg, clf)
     images = images_u8.astype(np.float32) / 255.0
     k = clf.num_classes
     rows_img, rows_tgt, row_keys = attack_rows(labels, indices, k, cfg.targeted)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import os
 import time
 from typing import NamedTuple
@@ -57,8 +58,14 @@ class TrainConfig:
             raise FooljaxError("--epochs must be >= 1")
         if self.batch_size < 1:
             raise FooljaxError("--batch_size must be >= 1")
-        if self.learning_rate <= 0:
-            raise FooljaxError("--learning_rate must be > 0")
+        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise FooljaxError(
+                f"--learning_rate must be a finite number > 0, got {self.learning_rate}"
+            )
+        if not self.weight_decay >= 0 or not math.isfinite(self.weight_decay):
+            raise FooljaxError(
+                f"--weight_decay must be a finite number >= 0, got {self.weight_decay}"
+            )
         if self.optimizer not in ("adam", "sgd"):
             raise FooljaxError(f"unknown optimizer '{self.optimizer}' (adam or sgd)")
         if not 0.0 <= self.adv_alpha <= 1.0:
@@ -159,9 +166,8 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
     x_test, y_test = load_dataset(
         config.dataset, "test", config.data_dir, config.data_source
     )
-    resume = prepare_workdir(workdir, dataclasses.asdict(config), overwrite=overwrite)
-
     clf = models.load_classifier(config.model, config.init_weights)
+    resume = prepare_workdir(workdir, dataclasses.asdict(config), overwrite=overwrite)
     if config.init_weights == "init":
         params = models.init_params(models.get_spec(config.model), config.seed)
     else:
