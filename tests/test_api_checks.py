@@ -603,7 +603,7 @@ CASES = [
     (
         "cppn-p-nan",
         lambda: cppn.make_spec(SHAPE, p_add_node=NAN),
-        r"cppn p_add_node must be in \[0, 1\]",
+        r"cppn p_add_node=nan is not a probability in \[0, 1\]",
     ),
     (
         "cppn-max-nodes",

@@ -453,7 +453,8 @@ def make_spec(
         activation_rate=activation_rate,
     )
     for name, p in probs.items():
-        check_finite(f"cppn {name}", p, 0.0, 1.0, hint="a probability")
+        if not 0.0 <= float(p) <= 1.0:  # NaN fails this too
+            raise InputError(f"cppn {name}={p} is not a probability in [0, 1]")
     check_finite("cppn weight_eta", weight_eta, 0.0)
     if coords not in COORDS:
         raise FooljaxError(
