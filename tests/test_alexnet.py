@@ -254,7 +254,7 @@ def test_bad_inputs(tmp_path, init_clf):
     with pytest.raises(WeightsError, match="conv1"):
         models.load_classifier("alexnet", str(lenet))
     clf = init_clf
-    with pytest.raises(FooljaxError, match="RGB"):
+    with pytest.raises(FooljaxError, match="RGB|3-channel"):
         clf.logits_fn(clf.params, jnp.zeros((1, 227, 227, 1)))
 
 

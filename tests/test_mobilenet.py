@@ -105,7 +105,7 @@ def test_random_init_forward_any_size_and_bad_shapes():
     assert out.shape == (2, 1000)
     out2 = f(clf.params, jnp.full((1, 200, 150, 3), 0.5))  # resized inside
     assert out2.shape == (1, 1000) and np.all(np.isfinite(out2))
-    with pytest.raises(FooljaxError, match="RGB"):
+    with pytest.raises(FooljaxError, match="RGB|3-channel"):
         clf.logits_fn(clf.params, jnp.zeros((1, 128, 128, 1)))
     with pytest.raises(FooljaxError, match="RGB"):
         clf.logits_fn(clf.params, jnp.zeros((128, 128, 3)))
