@@ -273,6 +273,29 @@ def init(
     layout: Layout = SINGLE_DEVICE,
 ) -> MapElitesState:
     """Generation 0: ``population`` random genomes scored and offered to the archive."""
+    return init_and_scores(
+        key,
+        params,
+        log_probs_fn=log_probs_fn,
+        encoding=encoding,
+        num_classes=num_classes,
+        population=population,
+        layout=layout,
+    )[0]
+
+
+def init_and_scores(
+    key: jax.Array,
+    params,
+    *,
+    log_probs_fn: Callable,
+    encoding: Encoding,
+    num_classes: int,
+    population: int,
+    layout: Layout = SINGLE_DEVICE,
+):
+    """``init``, plus the log-probs ``[P, K]`` of the initial genomes (what
+    ``make_init`` checks on the host: the model's real outputs, no extra call)."""
     check_int("num_classes", num_classes, 1)
     check_int("population", population, 1)
     k0 = jax.random.fold_in(key, 0)
@@ -293,7 +316,7 @@ def init(
     archive = tell(empty, genomes, lp, 0)
     first_all = jnp.full((len(THRESHOLDS),), -1, jnp.int32)
     first_all = _update_first_all(first_all, archive.fitness, 0)
-    return MapElitesState(archive, key, jnp.asarray(0, jnp.int32), first_all)
+    return MapElitesState(archive, key, jnp.asarray(0, jnp.int32), first_all), lp
 
 
 def step(
@@ -439,30 +462,41 @@ def check_model(
     keys = jax.random.split(jax.random.fold_in(key, 0), population)[:n]
     fn = log_probs_fn.probs_fn if isinstance(log_probs_fn, LogOfProbs) else None
     out = _probe_jit(fn or log_probs_fn, encoding.decode, encoding.init, params, keys)
+    _check_outputs(out, num_classes, probs=fn is not None)
+
+
+def _check_outputs(out, num_classes: int, *, probs: bool, of_probs_fn=False) -> None:
+    """Host check of a model's outputs ``[n, K]`` on real images: log-probs
+    (``probs=False``) or probabilities (see ``check_model``)."""
     out = np.asarray(out, np.float64)
+    n = out.shape[0]
     if out.ndim != 2 or out.shape[-1] != num_classes:
         raise InputError(
             f"num_classes is {num_classes} but the model gives outputs of shape "
             f"{list(out.shape[1:])}"
         )
-    probs = out if fn is not None else np.exp(out)
+    p = out if probs else np.exp(out)
     ok = np.all(np.isfinite(out) | (out == -np.inf), axis=-1) & np.all(
-        ~np.isnan(probs), axis=-1
+        ~np.isnan(p), axis=-1
     )
-    if fn is not None:
+    if probs:
         ok &= np.all(np.isfinite(out), axis=-1)
+    # scored rows hold -inf where the model gave NaN (``_score_local``)
+    ok &= np.any(np.isfinite(out), axis=-1)
     if not ok.any():
         raise InputError(
             f"the model returns non-finite outputs (NaN/inf) on the first {n} "
-            "initial images: check its weights"
+            "initial images: check its weights (or, for log_probs_from(probs_fn="
+            "...), that probs_fn returns probabilities, not logits)"
         )
-    rows = probs[ok]
+    rows = p[ok]
     sums = rows.sum(-1)
     worst = float(sums[np.argmax(np.abs(sums - 1.0))])
     if rows.min() < 0 or abs(worst - 1.0) > PROB_SUM_TOL:
-        name = "probs_fn" if fn is not None else "log_probs_fn"
+        name = "probs_fn" if probs or of_probs_fn else "log_probs_fn"
+        what = "probabilities" if probs or of_probs_fn else "log-probabilities"
         raise InputError(
-            f"{name} does not return {'probabilities' if fn else 'log-probabilities'}"
+            f"{name} does not return {what}"
             f" (row sums {worst:.4g}, min {rows.min():.4g}): pass "
             "log_probs_from(logits_fn=...) for a model that returns logits"
         )
@@ -486,8 +520,10 @@ def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_
     """Returns jitted ``init(key, params) -> MapElitesState`` (generation 0).
 
     Refuses sizes that cannot fit in memory (``estimate_bytes``) here, and on
-    every call with concrete arguments probes the model first (``check_model``):
-    NaN outputs or non-probabilities are refused before the run starts.
+    every call with concrete arguments checks the log-probs of the first
+    ``eval_batch`` initial genomes that ``init`` computed anyway (as
+    ``check_model`` does, without its extra compile): NaN outputs or
+    non-probabilities are refused before the run starts.
     """
     population = check_int("population", population, 1)
     num_classes = check_int("num_classes", num_classes, 1)
@@ -506,10 +542,23 @@ def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_
         population=population,
         layout=layout,
     )
-    jitted = jax.jit(functools.partial(init, **kw))
+    jitted = jax.jit(functools.partial(init_and_scores, **kw))
+    n = min(layout.eval_batch, population)
 
-    def check(key, params, *_, **__):
-        if is_concrete((key, params)):
-            check_model(key, params, **kw)
+    class _CheckedInit(_Checked):
+        # the initial genomes' own scores are checked: no extra model call
+        def __call__(self, key, params):
+            try:
+                state, lp = self._jitted(key, params)
+            except InputError as e:  # raised while tracing: drop JAX's note
+                raise InputError(str(e).splitlines()[0]) from None
+            if is_concrete((key, params)):
+                _check_outputs(
+                    lp[:n],
+                    num_classes,
+                    probs=False,
+                    of_probs_fn=isinstance(log_probs_fn, LogOfProbs),
+                )
+            return state
 
-    return _Checked(jitted, check)
+    return _CheckedInit(jitted, None)
