@@ -19,7 +19,7 @@ import traceback
 from absl import flags
 
 from fooljax import runs
-from fooljax.runs import cli, fooling, gradient, one_pixel, train  # noqa: F401
+from fooljax.runs import cli, fooling, gradient, one_pixel, train, transfer  # noqa: F401
 
 
 def run_case(main, prog, args):

@@ -204,6 +204,15 @@ RENDER = [
     (["--workdir={finished}"], r"finished"),
     (["--workdir={finished}", "--size=0"], r"size"),
 ]
+TRANSFER = [
+    ([], r"workdir"),
+    ([W], r"--sources"),
+    (["--sources=/nonexistent/run", W], r"/nonexistent/run"),
+    (["--sources={finished}", W], r"finished.*artifact"),
+    (["--sources={regular}", W], r"a_file"),
+    (["--sources={finished}", "--batch_size=0", W], r"batch_size"),
+    (["--sources={finished}", "--models=", W], r"--models"),
+]
 
 ENTRY_POINTS = {
     "mnist_direct": ("fooling.main", FOOLING),
@@ -219,6 +228,7 @@ ENTRY_POINTS = {
     "evaluate": ("train.evaluate_main", EVALUATE),
     "imagenet_cppn": ("fooling.main", IMAGENET),
     "scripts.render_cppn": ("m.main", RENDER),
+    "transfer": ("transfer.main", TRANSFER),
 }
 
 

@@ -112,6 +112,55 @@ class Workdir:
         return write_summary(self.path, summary)
 
 
+ARTIFACT = "artifact.npz"
+ARTIFACT_KINDS = ("fooling", "adversarial")
+
+
+def save_artifact(
+    workdir: str, images, labels, confidence, *, kind: str, model: str, weights: str
+) -> None:
+    """The standard image set a run leaves for other experiments (transfer):
+    ``images [N, H, W, C]`` float32 in [0, 1], ``labels [N]`` the class each
+    was made for (fooling) or the true class (adversarial), ``confidence [N]``
+    the source model's probability of that label, and the source model's name
+    and weights; checksummed like every saved result."""
+    meta = json.dumps({"kind": kind, "model": model, "weights": weights})
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        images=np.asarray(images, np.float32),
+        labels=np.asarray(labels, np.int32),
+        confidence=np.asarray(confidence, np.float32),
+        meta=np.asarray(meta),
+    )
+    integrity.write_verified(os.path.join(workdir, ARTIFACT), buf.getvalue())
+
+
+def load_artifact(workdir: str) -> dict:
+    """``save_artifact``'s arrays plus ``kind``, ``model``, ``weights``; one
+    ``FooljaxError`` line when ``workdir`` is missing, unfinished, holds no
+    artifact or a damaged one."""
+    path = os.path.join(workdir, ARTIFACT)
+    if not os.path.isdir(workdir):
+        raise FooljaxError(f"source work directory {workdir} does not exist")
+    if not os.path.exists(os.path.join(workdir, "summary.json")):
+        raise FooljaxError(f"source {workdir} holds no finished run (no summary.json)")
+    if not os.path.exists(path):
+        raise FooljaxError(
+            f"source {workdir} holds no {ARTIFACT} (runs that make images write "
+            "one; rerun it with this version)"
+        )
+    try:
+        with np.load(io.BytesIO(integrity.read_verified(path))) as z:
+            out = {k: z[k] for k in ("images", "labels", "confidence")}
+            meta = json.loads(str(z["meta"]))
+    except integrity.ChecksumError:
+        raise
+    except Exception as e:  # numpy/zipfile raise many types for bad bytes
+        raise FooljaxError(f"{path} cannot be read ({type(e).__name__})") from None
+    return {**out, **meta}
+
+
 def load_classifier(
     model: str, weights: str, preprocess: str | None = None, mean_file=None
 ) -> models.Classifier:

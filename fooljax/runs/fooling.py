@@ -54,7 +54,7 @@ from fooljax.io.workdir import (
 from fooljax.models.crops import ten_crop_log_probs
 from fooljax.runs import PROCESS_T0, config
 from fooljax.runs.cli import print_json_line
-from fooljax.runs.common import load_classifier
+from fooljax.runs.common import load_classifier, save_artifact
 
 log = logging.getLogger("fooljax")
 FLAGS = flags.FLAGS
@@ -529,6 +529,16 @@ def _finish(
     fitness = np.asarray(archive.fitness)
     conf = np.where(np.isfinite(fitness), np.exp(fitness), 0.0)
     imgs = np.asarray(jax.jit(jax.vmap(encoding.decode))(state.archive.genomes))
+    occupied = np.isfinite(fitness)
+    save_artifact(
+        workdir,
+        imgs[occupied],
+        np.nonzero(occupied)[0],
+        conf[occupied],
+        kind="fooling",
+        model=str(config.get("model")),
+        weights=str(config.get("weights")),
+    )
     classes_dir = os.path.join(workdir, "classes")
     os.makedirs(classes_dir, exist_ok=True)
     for k, name in enumerate(class_names):

@@ -39,6 +39,7 @@ from fooljax.runs.common import (
     load_mnist_test,
     parse_model_list,
     predict,
+    save_artifact,
     zoo,
 )
 from fooljax.runs.pictures import plot_lines, save_grid_png
@@ -453,6 +454,15 @@ def run_gradient_ascent(
     )
     images, conf = np.asarray(images), np.asarray(conf, np.float64)
     wd.save_npy("images.npy", images)
+    save_artifact(
+        wd.path,
+        images,
+        np.arange(k),
+        conf,
+        kind="fooling",
+        model=cfg.model,
+        weights=cfg.weights,
+    )
     names = clf.class_names or tuple(str(i) for i in range(k))
     if k <= 100:
         save_grid_png(

@@ -30,7 +30,7 @@ from fooljax.errors import FooljaxError
 from fooljax.io.workdir import atomic_write_text
 from fooljax.runs import config
 from fooljax.runs.cli import print_json_line
-from fooljax.runs.common import Workdir
+from fooljax.runs.common import Workdir, save_artifact
 from fooljax.runs.pictures import save_grid_png
 from fooljax.train.evaluate import predict_logits
 
@@ -289,6 +289,18 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         cat,
         success,
         conf,
+    )
+    # the standard image set for transfer: untargeted -> adversarial images
+    # with their true labels; targeted -> images made for their targets
+    intended = labels[rows_img] if rows_tgt is None else rows_tgt
+    save_artifact(
+        wd.path,
+        cat["adversarial_images"],
+        intended,
+        cat["probabilities"][np.arange(n_rows), intended],
+        kind="adversarial" if rows_tgt is None else "fooling",
+        model=cfg.model,
+        weights=cfg.weights,
     )
     # grid: successful attacks first (one per image), then failures
     order = np.argsort(~success, kind="stable")

@@ -65,3 +65,27 @@ def plot_lines(path: str, lines: dict, *, xlabel: str, ylabel: str, title: str =
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def save_heatmap(path: str, values, *, rows, cols, title: str = "", fmt="{:.2f}"):
+    """``values [len(rows), len(cols)]`` in [0, 1] as an annotated heat map."""
+    values = np.asarray(values, float)
+    fig, ax = plt.subplots(
+        figsize=(1.6 + 1.3 * len(cols), 1.2 + 0.5 * len(rows)), squeeze=True
+    )
+    im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(cols)), [c[:28] for c in cols], rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), [r[-40:] for r in rows], fontsize=7)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(
+            j,
+            i,
+            fmt.format(v),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if v < 0.5 else "black",
+        )
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax)
+    _save(fig, path)
