@@ -262,26 +262,10 @@ def _update_first_all(first_all, fitness, generation):
     return jnp.where((first_all < 0) & reached, generation, first_all)
 
 
-def init(
-    key: jax.Array,
-    params,
-    *,
-    log_probs_fn: Callable,
-    encoding: Encoding,
-    num_classes: int,
-    population: int,
-    layout: Layout = SINGLE_DEVICE,
-) -> MapElitesState:
-    """Generation 0: ``population`` random genomes scored and offered to the archive."""
-    return init_and_scores(
-        key,
-        params,
-        log_probs_fn=log_probs_fn,
-        encoding=encoding,
-        num_classes=num_classes,
-        population=population,
-        layout=layout,
-    )[0]
+def init(key: jax.Array, params, **kw) -> MapElitesState:
+    """Generation 0: ``population`` random genomes scored and offered to the
+    archive (keywords as ``init_and_scores``)."""
+    return init_and_scores(key, params, **kw)[0]
 
 
 def init_and_scores(
