@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
     f = {"dir": str(d)}
+    rng = np.random.default_rng(0)  # garbage, but the same every run
     f["regular"] = str(d / "a_file")
     open(f["regular"], "w").write("not a directory\n")
     finished = d / "finished"
@@ -33,7 +34,7 @@ def files(tmp_path_factory):
     (finished / "config.json").write_text("{}\n")
     f["finished"] = str(finished)
     f["garbage_npz"] = str(d / "garbage.npz")
-    open(f["garbage_npz"], "wb").write(b"PK\x03\x04" + os.urandom(200))
+    open(f["garbage_npz"], "wb").write(b"PK\x03\x04" + rng.bytes(200))
     _, params = models.load_pretrained("lenet_mnist")
     good = str(d / "good.npz")
     models.save_params_npz(good, params)
@@ -47,9 +48,9 @@ def files(tmp_path_factory):
     f["latin1_flags"] = str(d / "latin1.flags")
     open(f["latin1_flags"], "wb").write("--model=l\xe9net\n".encode("latin-1"))
     f["garbage_h5"] = str(d / "garbage.h5")
-    open(f["garbage_h5"], "wb").write(b"\x89HDF\r\n\x1a\n" + os.urandom(300))
+    open(f["garbage_h5"], "wb").write(b"\x89HDF\r\n\x1a\n" + rng.bytes(300))
     f["garbage_proto"] = str(d / "mean.binaryproto")
-    open(f["garbage_proto"], "wb").write(os.urandom(64))
+    open(f["garbage_proto"], "wb").write(rng.bytes(64))
     os.remove(good)
     return f
 

@@ -111,3 +111,15 @@ def test_paper_lenet_published_accuracy(
     )
     acc = evaluate_classifier(clf.logits_fn, clf.params, images, labels)["accuracy"]
     assert abs(acc - expected) <= 0.0005
+
+
+def test_random_garbage_is_one_weights_error_naming_the_file(tmp_path):
+    """Fuzz: garbage that parses as protobuf fields must still fail as a
+    WeightsError naming the file (never a NumPy error or a huge allocation)."""
+    path = tmp_path / "garbage.binaryproto"
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        path.write_bytes(rng.bytes(int(rng.integers(1, 300))))
+        for load in (caffe.load_binaryproto, caffe.load_caffemodel):
+            with pytest.raises(WeightsError, match="garbage.binaryproto"):
+                load(str(path))

@@ -114,6 +114,9 @@ def _parse_blob(buf: memoryview) -> np.ndarray:
     for field, wire, value in _fields(buf):
         if field in legacy and wire == _WIRE_VARINT:
             legacy[field] = value
+        elif field in (5, 8) and isinstance(value, int):
+            # bytes(int) would allocate that many zeros: garbage, not data
+            raise _Truncated(f"blob data field {field} has wire type {wire}")
         elif field == 5:  # data: packed floats, or one fixed32 per element
             dtype = np.dtype("<f4")
             raw = bytes(value)
@@ -206,8 +209,11 @@ def load_caffemodel(path: str | os.PathLike) -> dict[str, CaffeLayer]:
     buf = _read(path)
     try:
         layers = parse_caffemodel_bytes(buf)
-    except _Truncated as e:
-        raise WeightsError(f"{path} is not a valid caffemodel (corrupt: {e})") from None
+    except (_Truncated, ValueError, IndexError, OverflowError, UnicodeDecodeError) as e:
+        # garbage can parse as protobuf fields and fail later, in NumPy
+        raise WeightsError(
+            f"{path} is not a valid caffemodel (corrupt: {type(e).__name__}: {e})"
+        ) from None
     out = {layer.name: layer for layer in layers if layer.blobs}
     if not out:
         raise WeightsError(f"{path} is not a caffemodel: no layers with weights found")
@@ -232,8 +238,11 @@ def load_binaryproto(path: str | os.PathLike) -> np.ndarray:
     buf = _read(path)
     try:
         blob = _parse_blob(buf)
-    except _Truncated as e:
-        raise WeightsError(f"{path} is not a valid binaryproto blob ({e})") from None
+    except (_Truncated, ValueError, IndexError, OverflowError, UnicodeDecodeError) as e:
+        # garbage can parse as protobuf fields and fail later, in NumPy
+        raise WeightsError(
+            f"{path} is not a valid binaryproto blob ({type(e).__name__}: {e})"
+        ) from None
     if blob.ndim == 4 and blob.shape[0] == 1:
         blob = blob[0]
     if blob.ndim != 3 or blob.size == 0:
