@@ -71,8 +71,9 @@ class LogSoftmax:
 
 @dataclasses.dataclass(frozen=True)
 class LogOfProbs:
-    """``log(probs_fn(params, images))`` (float32); hashable. ``check_model``
-    probes ``probs_fn`` itself, so logits passed as probabilities are refused."""
+    """``log(probs_fn(params, images))`` (float32); hashable. Logits passed as
+    probabilities give NaN (negative values) or rows that do not sum to 1, and
+    ``make_init``'s ``init`` refuses them."""
 
     probs_fn: Callable
 
@@ -421,82 +422,40 @@ def estimate_bytes(encoding: Encoding, num_classes: int, population: int, layout
     )
 
 
-def check_model(
-    key: jax.Array,
-    params,
-    *,
-    log_probs_fn: Callable,
-    encoding: Encoding,
-    num_classes: int,
-    population: int,
-    layout: Layout = SINGLE_DEVICE,
-) -> None:
-    """Probes the model once on the first micro-batch of the initial
-    population (the genomes ``init(key, params)`` scores first).
-
-    Refuses (``InputError``, one line): a model with no finite output on any of
-    them (NaN weights: every image would "fool" it), an output width other than
-    ``num_classes``, and outputs that are not (log-)probabilities: rows that do
-    not sum to 1 within ``1e-3`` (``log_probs_from(probs_fn=...)`` is probed on
-    ``probs_fn`` itself: values < 0 are refused too). A model that is NaN on some
-    images only is allowed (those never enter the archive). ``make_init``'s
-    ``init`` calls it when its arguments are concrete.
-    """
-    n = min(layout.eval_batch, population)
-    keys = jax.random.split(jax.random.fold_in(key, 0), population)[:n]
-    fn = log_probs_fn.probs_fn if isinstance(log_probs_fn, LogOfProbs) else None
-    out = _probe_jit(fn or log_probs_fn, encoding.decode, encoding.init, params, keys)
-    _check_outputs(out, num_classes, probs=fn is not None)
-
-
-def _check_outputs(out, num_classes: int, *, probs: bool, of_probs_fn=False) -> None:
-    """Host check of a model's outputs ``[n, K]`` on real images: log-probs
-    (``probs=False``) or probabilities (see ``check_model``)."""
-    out = np.asarray(out, np.float64)
-    n = out.shape[0]
-    if out.ndim != 2 or out.shape[-1] != num_classes:
+def _check_outputs(lp, num_classes: int, *, of_probs_fn: bool) -> None:
+    """Host check of the scored log-probs ``[n, K]`` of the first initial
+    genomes (``_score`` maps NaN to ``-inf``). Refuses (``InputError``, one
+    line): an output width other than ``num_classes``; no row with a finite
+    score (NaN weights: every image would "fool" the model; for
+    ``log_probs_from(probs_fn=...)`` also logits, whose negative values have no
+    log); rows whose probabilities do not sum to 1 within ``PROB_SUM_TOL``.
+    A model that is NaN on some images only is allowed (those rows never enter
+    the archive)."""
+    lp = np.asarray(lp, np.float64)
+    n = lp.shape[0]
+    if lp.ndim != 2 or lp.shape[-1] != num_classes:
         raise InputError(
             f"num_classes is {num_classes} but the model gives outputs of shape "
-            f"{list(out.shape[1:])}"
+            f"{list(lp.shape[1:])}"
         )
-    p = out if probs else np.exp(out)
-    ok = np.all(np.isfinite(out) | (out == -np.inf), axis=-1) & np.all(
-        ~np.isnan(p), axis=-1
-    )
-    if probs:
-        ok &= np.all(np.isfinite(out), axis=-1)
-    # scored rows hold -inf where the model gave NaN (``_score_local``)
-    ok &= np.any(np.isfinite(out), axis=-1)
+    ok = np.all(~np.isnan(lp), axis=-1) & np.any(np.isfinite(lp), axis=-1)
     if not ok.any():
         raise InputError(
             f"the model returns non-finite outputs (NaN/inf) on the first {n} "
             "initial images: check its weights (or, for log_probs_from(probs_fn="
             "...), that probs_fn returns probabilities, not logits)"
         )
-    rows = p[ok]
-    sums = rows.sum(-1)
+    sums = np.exp(lp[ok]).sum(-1)
     worst = float(sums[np.argmax(np.abs(sums - 1.0))])
-    if rows.min() < 0 or abs(worst - 1.0) > PROB_SUM_TOL:
-        name = "probs_fn" if probs or of_probs_fn else "log_probs_fn"
-        what = "probabilities" if probs or of_probs_fn else "log-probabilities"
-        raise InputError(
-            f"{name} does not return {what}"
-            f" (row sums {worst:.4g}, min {rows.min():.4g}): pass "
-            "log_probs_from(logits_fn=...) for a model that returns logits"
+    if abs(worst - 1.0) > PROB_SUM_TOL:
+        name, what = (
+            ("probs_fn", "probabilities")
+            if of_probs_fn
+            else ("log_probs_fn", "log-probabilities")
         )
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _probe(fn, decode, init_fn, params, keys):
-    return fn(params, jax.vmap(lambda k: decode(init_fn(k)))(keys))
-
-
-def _probe_jit(fn, decode, init_fn, params, keys):
-    try:
-        return _probe(fn, decode, init_fn, params, keys)
-    except TypeError:  # unhashable callables: trace without caching
-        return jax.jit(lambda p, k: fn(p, jax.vmap(lambda q: decode(init_fn(q)))(k)))(
-            params, keys
+        raise InputError(
+            f"{name} does not return {what} (row sums {worst:.4g}): pass "
+            "log_probs_from(logits_fn=...) for a model that returns logits"
         )
 
 
@@ -505,8 +464,8 @@ def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_
 
     Refuses sizes that cannot fit in memory (``estimate_bytes``) here, and on
     every call with concrete arguments checks the log-probs of the first
-    ``eval_batch`` initial genomes that ``init`` computed anyway (as
-    ``check_model`` does, without its extra compile): NaN outputs or
+    ``eval_batch`` initial genomes that ``init`` computed anyway
+    (``_check_outputs``; no extra model call or compile): NaN outputs or
     non-probabilities are refused before the run starts.
     """
     population = check_int("population", population, 1)
@@ -540,7 +499,6 @@ def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_
                 _check_outputs(
                     lp[:n],
                     num_classes,
-                    probs=False,
                     of_probs_fn=isinstance(log_probs_fn, LogOfProbs),
                 )
             return state

@@ -60,23 +60,27 @@ def define_flags(cls, *, helps: dict | None = None, fv=FLAGS, **defaults) -> Non
     """Defines one flag per field of ``cls`` in ``fv`` (absl's global flags by
     default), with the field's default unless ``defaults`` overrides it."""
     for f, tp, is_tuple, help_ in flag_fields(cls, helps):
-        name = f.name
         default = defaults.get(f.name, f.default)
-        if is_tuple:
-            value = None if default is None else [str(v) for v in default]
-            flags.DEFINE_list(name, value, help_, flag_values=fv)
-        elif f.metadata.get("choices"):
-            flags.DEFINE_enum(
-                name, default, list(f.metadata["choices"]), help_, flag_values=fv
-            )
-        elif tp is bool:
-            flags.DEFINE_bool(name, default, help_, flag_values=fv)
-        elif tp is int:
-            flags.DEFINE_integer(name, default, help_, flag_values=fv)
-        elif tp is float:
-            flags.DEFINE_float(name, default, help_, flag_values=fv)
-        else:
-            flags.DEFINE_string(name, default, help_, flag_values=fv)
+        tp = tuple if is_tuple else tp
+        define_flag(f.name, default, tp, help_, f.metadata.get("choices"), fv=fv)
+
+
+def define_flag(name: str, default, tp, help_: str, choices=None, *, fv=FLAGS):
+    """One absl flag of type ``tp`` (bool, int, float, str, or tuple for a comma
+    list); an enum flag when ``choices`` are given."""
+    if tp is tuple:
+        value = None if default is None else [str(v) for v in default]
+        flags.DEFINE_list(name, value, help_, flag_values=fv)
+    elif choices:
+        flags.DEFINE_enum(name, default, list(choices), help_, flag_values=fv)
+    elif tp is bool:
+        flags.DEFINE_bool(name, default, help_, flag_values=fv)
+    elif tp is int:
+        flags.DEFINE_integer(name, default, help_, flag_values=fv)
+    elif tp is float:
+        flags.DEFINE_float(name, default, help_, flag_values=fv)
+    else:
+        flags.DEFINE_string(name, default, help_, flag_values=fv)
 
 
 def flag_values(cls, *, helps: dict | None = None, fv=FLAGS) -> dict:

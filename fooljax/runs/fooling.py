@@ -153,15 +153,14 @@ def define_flags(*, default_workdir: str, encoding: str = "direct") -> None:
     for name in cppn.OPTIONS:
         if name in _FROM_MUTATION:
             continue
-        flag, default = f"cppn_{name}", defaults[name]
-        if name in _CPPN_CHOICES:
-            flags.DEFINE_enum(flag, default, list(_CPPN_CHOICES[name]), CPPN_HELP[name])
-        elif isinstance(default, tuple):
-            flags.DEFINE_list(flag, list(default), CPPN_HELP[name])
-        elif isinstance(default, int):
-            flags.DEFINE_integer(flag, default, CPPN_HELP[name])
-        else:
-            flags.DEFINE_float(flag, default, CPPN_HELP[name])
+        default = defaults[name]
+        config.define_flag(
+            f"cppn_{name}",
+            default,
+            type(default),
+            CPPN_HELP[name],
+            _CPPN_CHOICES.get(name),
+        )
 
 
 def config_from_flags(**overrides) -> FoolingConfig:
