@@ -12,6 +12,7 @@ from fooljax.io.params import flatten_params, load_params_npz, save_params_npz
 # Importing a family module registers its models.
 from fooljax.models import alexnet, cifar_nets, keras_cifar, lenet, mlp, mobilenet
 from fooljax.models.loading import (
+    classifier_with_classes,
     load_classifier,
     load_params,
     load_pretrained,
@@ -33,6 +34,7 @@ __all__ = [
     "LogitsFn",
     "ModelSpec",
     "alexnet",
+    "classifier_with_classes",
     "cifar_nets",
     "flatten_params",
     "get_spec",

@@ -8,6 +8,8 @@ import json
 import os
 from importlib import resources
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fooljax.checks import check_input_shape
@@ -100,10 +102,14 @@ def load_classifier(
     """
     spec = get_spec(name)
     params = load_params(spec, weights)
+    return _classifier(spec, spec.build(), params, preprocess, mean, spec.num_classes)
+
+
+def _classifier(spec, model, params, preprocess, mean, num_classes) -> Classifier:
+    name = spec.name
     pre = make_preprocess(
         preprocess or spec.default_preprocess, mean=mean, image_shape=spec.input_shape
     )
-    model = spec.build()
     resizes = bool(getattr(model, "resizes_input", False))
 
     def logits_fn(params, images):
@@ -115,6 +121,26 @@ def load_classifier(
         )
         return model.apply(params, pre(images))
 
-    return Classifier(
-        logits_fn, params, spec.input_shape, spec.num_classes, name, spec.class_names
-    )
+    names = spec.class_names if num_classes == spec.num_classes else None
+    return Classifier(logits_fn, params, spec.input_shape, num_classes, name, names)
+
+
+def classifier_with_classes(
+    name: str,
+    num_classes: int,
+    *,
+    preprocess: str | None = None,
+    mean: np.ndarray | None = None,
+    seed: int = 0,
+) -> Classifier:
+    """Registered model ``name`` rebuilt with ``num_classes`` outputs (its
+    Flax module's ``num_classes`` field), with random params from ``seed``:
+    the n + 1-class networks of the retraining experiment (Nguyen et al. 2015
+    §3.6). Models without such a field are refused."""
+    spec = get_spec(name)
+    model = spec.build()
+    if not hasattr(model, "num_classes"):
+        raise FooljaxError(f"model '{name}' has no num_classes field to change")
+    model = model.clone(num_classes=num_classes)
+    params = model.init(jax.random.key(seed), jnp.zeros((1, *spec.input_shape)))
+    return _classifier(spec, model, params, preprocess, mean, num_classes)

@@ -149,6 +149,67 @@ def make_train_step(loss_fn, optimizer):
     return train_step
 
 
+def run_epoch(train_step, state, images_dev, labels_dev, key, epoch, batch_size):
+    """One epoch of ``train_step`` over a permutation made with
+    ``fold_in(key, epoch)`` (the last partial batch dropped); returns the new
+    state and the mean ``{"loss", "accuracy"}`` over its steps (host floats)."""
+    steps = len(labels_dev) // batch_size
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), len(labels_dev))
+    perm = perm[: steps * batch_size].astype(jnp.int32).reshape(steps, batch_size)
+    sums = jnp.zeros(2)
+    for i in range(steps):
+        state, lm = train_step(state, images_dev, labels_dev, perm[i])
+        sums = sums + lm
+    loss, acc = (float(v) / steps for v in jax.device_get(sums))
+    return state, {"loss": loss, "accuracy": acc}
+
+
+def fit(
+    logits_fn,
+    params,
+    images_u8,
+    labels,
+    *,
+    epochs: int = 1,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    on_epoch=None,
+):
+    """Trains ``params`` of any ``logits_fn`` on ``images_u8 [N, H, W, C]
+    uint8`` / ``labels [N]`` in memory (no work directory: for loops that
+    checkpoint whole trainings, as the retraining loop does); the same steps
+    as ``train_classifier``. ``on_epoch(epoch, params, metrics)`` is called
+    after each epoch. Returns the trained params."""
+    if len(labels) < batch_size:
+        raise FooljaxError(
+            f"{len(labels)} training examples are fewer than one batch of {batch_size}"
+        )
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        seed=seed,
+    )
+    cfg.validate()
+    opt = make_optimizer(cfg, (len(labels) // batch_size) * epochs)
+    step = make_train_step(make_loss_fn(logits_fn, weight_decay=weight_decay), opt)
+    state = TrainState(params, opt.init(params))
+    images_dev, labels_dev = jnp.asarray(images_u8), jnp.asarray(labels, jnp.int32)
+    key = jax.random.key(seed)
+    for epoch in range(epochs):
+        state, m = run_epoch(
+            step, state, images_dev, labels_dev, key, epoch, batch_size
+        )
+        if on_epoch is not None:
+            on_epoch(epoch + 1, state.params, m)
+    return state.params
+
+
 def load_dataset(name: str, split: str, data_dir=None, source="idx"):
     return data.load_dataset(name, split, data_dir=data_dir, source=source)
 
@@ -203,18 +264,9 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
         t_start = time.time()
         for epoch in range(start_epoch, config.epochs):
             t0 = time.time()
-            perm = jax.random.permutation(jax.random.fold_in(key, epoch), len(x_train))
-            perm = perm[: steps_per_epoch * config.batch_size].astype(jnp.int32)
-            perm = perm.reshape(steps_per_epoch, config.batch_size)
-            sums = jnp.zeros(2)
-            for i in range(steps_per_epoch):
-                state, lm = train_step(state, images_dev, labels_dev, perm[i])
-                sums = sums + lm
-            m = {
-                "loss": sums[0] / steps_per_epoch,
-                "accuracy": sums[1] / steps_per_epoch,
-            }
-            m = jax.device_get(m)
+            state, m = run_epoch(
+                train_step, state, images_dev, labels_dev, key, epoch, config.batch_size
+            )
             dt = time.time() - t0
             ev = evaluate_classifier(clf.logits_fn, state.params, x_test, y_test)
             row = {
