@@ -6,7 +6,9 @@ from fooljax.evolution.map_elites import (
     Archive,
     MapElitesState,
     log_probs_from,
+    make_init_many,
     make_run_chunk,
+    make_run_chunk_many,
 )
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "Encoding",
     "MapElitesState",
     "log_probs_from",
+    "make_init_many",
     "make_run_chunk",
+    "make_run_chunk_many",
     "map_elites",
 ]

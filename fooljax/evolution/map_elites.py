@@ -13,6 +13,13 @@ replacements as the paper, but it still separates 0.99999 from 0.999999 where
 float32 probabilities saturate at 1). Empty cells hold ``-inf``; a NaN score is
 mapped to ``-inf`` so it never enters the archive. Keys: generation ``g`` uses
 ``fold_in(state.key, g)``; the initial random batch is generation 0.
+
+Many independent runs (other seeds, e.g. for statistics over runs) compile as
+one: ``make_init_many`` / ``make_run_chunk_many`` hold the same states with a
+leading ``[num_runs]`` axis; each generation vmaps every run's ask and tell
+and scores all runs' offspring together, so a small population per run still
+fills the model's micro-batches. Each run is the run its key gives alone (bit
+for bit at the same micro-batch size; see ``make_init_many``).
 """
 
 from __future__ import annotations
@@ -269,6 +276,121 @@ def init(key: jax.Array, params, **kw) -> MapElitesState:
     return init_and_scores(key, params, **kw)[0]
 
 
+# One run's pieces. ``step`` and ``init_and_scores`` call them directly, the
+# many-run versions under ``vmap``; only the scoring in between differs.
+
+
+def _initial_genomes(key: jax.Array, encoding: Encoding, population: int):
+    """Generation 0's ``population`` random genomes (leaves ``[P, ...]``), drawn
+    from ``fold_in(key, 0)``."""
+    k0 = jax.random.fold_in(key, 0)
+    return jax.vmap(encoding.init)(jax.random.split(k0, population))
+
+
+def _check_num_classes(lp: jax.Array, num_classes: int) -> None:
+    if lp.shape[-1] != num_classes:
+        raise InputError(
+            f"num_classes is {num_classes} but the model gives {lp.shape[-1]} classes"
+        )
+
+
+def _first_state(key: jax.Array, genomes, lp: jax.Array, num_classes: int):
+    """One run's generation 0: its initial ``genomes`` (leaves ``[P, ...]``) with
+    log-probs ``lp: [P, K]`` offered to an empty archive of ``num_classes`` cells."""
+    empty = Archive(
+        genomes=jax.tree_util.tree_map(
+            lambda g: jnp.zeros((num_classes, *g.shape[1:]), g.dtype), genomes
+        ),
+        fitness=jnp.full((num_classes,), -jnp.inf, jnp.float32),
+        found_at=jnp.full((num_classes,), -1, jnp.int32),
+    )
+    archive = tell(empty, genomes, lp, 0)
+    first_all = jnp.full((len(THRESHOLDS),), -1, jnp.int32)
+    first_all = _update_first_all(first_all, archive.fitness, 0)
+    return MapElitesState(archive, key, jnp.asarray(0, jnp.int32), first_all)
+
+
+def _propose(state: MapElitesState, encoding: Encoding, population: int):
+    """One run's ``population`` offspring for generation ``g = state.generation
+    + 1`` (leaves ``[P, ...]``), drawn from ``fold_in(state.key, g)``."""
+    generation = state.generation + 1
+    key = jax.random.fold_in(state.key, generation)
+    return ask(key, state.archive, encoding, population, generation)
+
+
+def _accept(state: MapElitesState, offspring, lp: jax.Array):
+    """Offers one run's scored ``offspring`` (leaves ``[P, ...]``, ``lp: [P, K]``)
+    to its archive as generation ``state.generation + 1``. Returns (state,
+    metrics): scalars, the elites' min/median/max probability and the counts of
+    elites >= 0.99 / 0.9999."""
+    generation = state.generation + 1
+    archive = tell(state.archive, offspring, lp, generation)
+    first_all = _update_first_all(state.first_all, archive.fitness, generation)
+    probs = jnp.exp(archive.fitness)
+    metrics = {
+        "min": jnp.min(probs),
+        "median": jnp.median(probs),
+        "max": jnp.max(probs),
+        "num_at_least_0.99": jnp.sum(probs >= 0.99),
+        "num_at_least_0.9999": jnp.sum(probs >= 0.9999),
+    }
+    return MapElitesState(archive, state.key, generation, first_all), metrics
+
+
+def _runs(many: bool):
+    """``vmap`` over a leading run axis for many runs; the function itself for one."""
+    return jax.vmap if many else (lambda fn: fn)
+
+
+def _score_runs(
+    many: bool, log_probs_fn, params, encoding: Encoding, genomes, layout: Layout
+):
+    """``_score`` of one run's genomes (leaves ``[P, ...]`` -> ``[P, K]``) or of
+    ``R`` runs' (``many``: leaves ``[R, P, ...]`` -> ``[R, P, K]``).
+
+    Many runs are scored as one population of ``R * P``: one model call per
+    micro-batch of ``layout.eval_batch`` rows, a micro-batch may hold several
+    runs' offspring; each row's score depends only on its own image and the
+    micro-batch size."""
+    if not many:
+        return _score(log_probs_fn, params, encoding, layout.constrain(genomes), layout)
+    r, p = jax.tree_util.tree_leaves(genomes)[0].shape[:2]
+    flat = jax.tree_util.tree_map(lambda a: a.reshape(r * p, *a.shape[2:]), genomes)
+    lp = _score(log_probs_fn, params, encoding, layout.constrain(flat), layout)
+    return lp.reshape(r, p, lp.shape[-1])
+
+
+def _init_runs(
+    many,
+    key,
+    params,
+    log_probs_fn,
+    encoding,
+    num_classes,
+    population,
+    layout=SINGLE_DEVICE,
+):
+    """``init_and_scores`` (``many`` False) and ``init_many_and_scores``."""
+    check_int("num_classes", num_classes, 1)
+    check_int("population", population, 1)
+    each = _runs(many)
+    genomes = each(lambda k: _initial_genomes(k, encoding, population))(key)
+    lp = _score_runs(many, log_probs_fn, params, encoding, genomes, layout)
+    _check_num_classes(lp, num_classes)
+    first = functools.partial(_first_state, num_classes=num_classes)
+    return each(first)(key, genomes, lp), lp
+
+
+def _step_runs(
+    many, state, params, log_probs_fn, encoding, population, layout=SINGLE_DEVICE
+):
+    """``step`` (``many`` False) and ``step_many``."""
+    check_int("population", population, 1)
+    offspring = _runs(many)(lambda s: _propose(s, encoding, population))(state)
+    lp = _score_runs(many, log_probs_fn, params, encoding, offspring, layout)
+    return _runs(many)(_accept)(state, offspring, lp)
+
+
 def init_and_scores(
     key: jax.Array,
     params,
@@ -281,27 +403,9 @@ def init_and_scores(
 ):
     """``init``, plus the log-probs ``[P, K]`` of the initial genomes (what
     ``make_init`` checks on the host: the model's real outputs, no extra call)."""
-    check_int("num_classes", num_classes, 1)
-    check_int("population", population, 1)
-    k0 = jax.random.fold_in(key, 0)
-    genomes = jax.vmap(encoding.init)(jax.random.split(k0, population))
-    genomes = layout.constrain(genomes)
-    lp = _score(log_probs_fn, params, encoding, genomes, layout)
-    empty = Archive(
-        genomes=jax.tree_util.tree_map(
-            lambda g: jnp.zeros((num_classes, *g.shape[1:]), g.dtype), genomes
-        ),
-        fitness=jnp.full((num_classes,), -jnp.inf, jnp.float32),
-        found_at=jnp.full((num_classes,), -1, jnp.int32),
+    return _init_runs(
+        False, key, params, log_probs_fn, encoding, num_classes, population, layout
     )
-    if lp.shape[-1] != num_classes:
-        raise InputError(
-            f"num_classes is {num_classes} but the model gives {lp.shape[-1]} classes"
-        )
-    archive = tell(empty, genomes, lp, 0)
-    first_all = jnp.full((len(THRESHOLDS),), -1, jnp.int32)
-    first_all = _update_first_all(first_all, archive.fitness, 0)
-    return MapElitesState(archive, key, jnp.asarray(0, jnp.int32), first_all), lp
 
 
 def step(
@@ -314,23 +418,30 @@ def step(
     layout: Layout = SINGLE_DEVICE,
 ):
     """One generation: ask -> decode -> score -> tell. Returns (state, metrics)."""
-    check_int("population", population, 1)
-    generation = state.generation + 1
-    key = jax.random.fold_in(state.key, generation)
-    offspring = ask(key, state.archive, encoding, population, generation)
-    offspring = layout.constrain(offspring)
-    lp = _score(log_probs_fn, params, encoding, offspring, layout)
-    archive = tell(state.archive, offspring, lp, generation)
-    first_all = _update_first_all(state.first_all, archive.fitness, generation)
-    probs = jnp.exp(archive.fitness)
-    metrics = {
-        "min": jnp.min(probs),
-        "median": jnp.median(probs),
-        "max": jnp.max(probs),
-        "num_at_least_0.99": jnp.sum(probs >= 0.99),
-        "num_at_least_0.9999": jnp.sum(probs >= 0.9999),
-    }
-    return MapElitesState(archive, state.key, generation, first_all), metrics
+    return _step_runs(False, state, params, log_probs_fn, encoding, population, layout)
+
+
+def init_many_and_scores(keys: jax.Array, params, **kw):
+    """Generation 0 of ``R`` independent runs, ``keys: [R]`` typed keys
+    (keywords as ``init_and_scores``).
+
+    Returns (states: ``MapElitesState`` whose leaves have a leading ``[R]``
+    axis, the log-probs ``[R, P, K]`` of the initial genomes). Run ``r`` is
+    ``init_and_scores(keys[r], ...)``: the genome draws are vmapped, the ``R *
+    P`` initial genomes are scored together, each run's archive is filled under
+    ``vmap``. See ``make_init_many`` for when this is bit for bit."""
+    return _init_runs(True, keys, params, **kw)
+
+
+def step_many(states: MapElitesState, params, **kw):
+    """One generation of ``R`` independent runs (``states``: leaves ``[R,
+    ...]``; keywords as ``step``).
+
+    Each run's ask is vmapped, the ``R * P`` offspring are scored together (the
+    model sees micro-batches of ``layout.eval_batch`` rows, not ``R`` small
+    batches), each run's tell is vmapped. Returns (states, metrics: ``step``'s
+    keys, each ``[R]``)."""
+    return _step_runs(True, states, params, **kw)
 
 
 class _Checked:
@@ -350,6 +461,44 @@ class _Checked:
         return getattr(self._jitted, name)
 
 
+def _make_run_chunk(step_fn, num_runs, log_probs_fn, encoding, population, layout):
+    """``make_run_chunk`` (``num_runs`` None: ``step``) and
+    ``make_run_chunk_many`` (``step_many``): one scan, one set of host checks."""
+    population = check_int("population", population, 1)
+    _check_encoding(encoding)
+    body = functools.partial(
+        step_fn,
+        log_probs_fn=log_probs_fn,
+        encoding=encoding,
+        population=population,
+        layout=layout,
+    )
+    name = "run_chunk" if num_runs is None else "run_chunk_many"
+    gen_shape = () if num_runs is None else (num_runs,)
+
+    @functools.partial(jax.jit, static_argnums=(2,), donate_argnums=(0,))
+    def run_chunk(state: MapElitesState, params, num_generations: int):
+        return jax.lax.scan(lambda s, _: body(s, params), state, None, num_generations)
+
+    def check(state, params=None, num_generations=0, *_, **kw):
+        num_generations = kw.get("num_generations", num_generations)
+        check_int("num_generations", num_generations, 0)
+        if not isinstance(state, MapElitesState):
+            raise InputError(
+                f"{name} needs a MapElitesState, got {type(state).__name__}"
+            )
+        check_not_consumed(state, "MapElitesState")
+        got = tuple(jnp.shape(state.generation))
+        if got != gen_shape:
+            runs = "one run" if num_runs is None else f"num_runs={num_runs} runs"
+            raise InputError(
+                f"{name} needs the state of {runs} (generation of shape "
+                f"{list(gen_shape)}), got generation of shape {list(got)}"
+            )
+
+    return _Checked(run_chunk, check)
+
+
 def make_run_chunk(
     *,
     log_probs_fn: Callable,
@@ -365,30 +514,32 @@ def make_run_chunk(
     dict of ``[num_generations]`` arrays (elite min/median/max probability,
     counts >= 0.99 / 0.9999).
     """
-    population = check_int("population", population, 1)
-    _check_encoding(encoding)
-    body = functools.partial(
-        step,
-        log_probs_fn=log_probs_fn,
-        encoding=encoding,
-        population=population,
-        layout=layout,
+    return _make_run_chunk(step, None, log_probs_fn, encoding, population, layout)
+
+
+def make_run_chunk_many(
+    *,
+    log_probs_fn: Callable,
+    encoding: Encoding,
+    population: int,
+    num_runs: int,
+    layout: Layout = SINGLE_DEVICE,
+):
+    """Returns ``run_chunk_many(states, params, num_generations) -> (states,
+    metrics)`` for ``num_runs`` independent runs (``states`` from
+    ``make_init_many``: leaves ``[num_runs, ...]``).
+
+    As ``make_run_chunk``: one ``lax.scan`` of ``step_many`` under ``jit``,
+    ``states`` donated (a consumed one is refused: ``ConsumedStateError``).
+    ``metrics``: dict of ``[num_generations, num_runs]`` arrays, ``step``'s
+    keys. Run ``r`` after ``g`` generations is what ``make_run_chunk`` gives
+    from run ``r``'s initial state; bit for bit under the conditions of
+    ``make_init_many``, else up to float rounding.
+    """
+    num_runs = check_int("num_runs", num_runs, 1)
+    return _make_run_chunk(
+        step_many, num_runs, log_probs_fn, encoding, population, layout
     )
-
-    @functools.partial(jax.jit, static_argnums=(2,), donate_argnums=(0,))
-    def run_chunk(state: MapElitesState, params, num_generations: int):
-        return jax.lax.scan(lambda s, _: body(s, params), state, None, num_generations)
-
-    def check(state, params=None, num_generations=0, *_, **kw):
-        num_generations = kw.get("num_generations", num_generations)
-        check_int("num_generations", num_generations, 0)
-        if not isinstance(state, MapElitesState):
-            raise InputError(
-                f"run_chunk needs a MapElitesState, got {type(state).__name__}"
-            )
-        check_not_consumed(state, "MapElitesState")
-
-    return _Checked(run_chunk, check)
 
 
 def _check_encoding(encoding) -> None:
@@ -400,12 +551,15 @@ def _check_encoding(encoding) -> None:
             raise InputError(f"encoding crossover_rate {r} is not in [0, 1]")
 
 
-def estimate_bytes(encoding: Encoding, num_classes: int, population: int, layout):
+def estimate_bytes(
+    encoding: Encoding, num_classes: int, population: int, layout, num_runs: int = 1
+):
     """A lower bound on MAP-Elites' memory (``jax.eval_shape``, nothing is
-    allocated): parents, mates, crossed and mutated offspring (4 population
-    copies of the genome), the archive (2 copies of ``K`` genomes), the
-    ``[P, K]`` log-probs and one micro-batch of decoded images. Model
-    activations come on top, so only sizes that certainly cannot fit are
+    allocated) for ``num_runs`` runs of ``population``: parents, mates, crossed
+    and mutated offspring (4 copies of the ``num_runs * population`` genomes,
+    per device), the archives (2 copies of ``num_runs * K`` genomes), the
+    ``[num_runs * P, K]`` log-probs and one micro-batch of decoded images.
+    Model activations come on top, so only sizes that certainly cannot fit are
     refused."""
     genome = jax.eval_shape(encoding.init, jax.random.key(0))
     image = jax.eval_shape(encoding.decode, genome)
@@ -413,10 +567,11 @@ def estimate_bytes(encoding: Encoding, num_classes: int, population: int, layout
         math.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(genome)
     )
     i_bytes = math.prod(image.shape) * 4
-    local = population // (1 if layout.mesh is None else layout.mesh.size)
+    n_dev = 1 if layout.mesh is None else layout.mesh.size
+    local = num_runs * population // n_dev
     return (
         4 * local * g_bytes
-        + 2 * num_classes * g_bytes
+        + 2 * num_runs * num_classes * g_bytes
         + 4 * local * num_classes
         + min(layout.eval_batch, local) * i_bytes
     )
@@ -459,6 +614,92 @@ def _check_outputs(lp, num_classes: int, *, of_probs_fn: bool) -> None:
         )
 
 
+class _CheckedInit(_Checked):
+    """``init``: the jitted function returns (state, log-probs); the initial
+    genomes' own scores of the first micro-batch, ``first(log_probs) -> [n,
+    K]``, are checked on the host (``_check_outputs``; no extra model call)."""
+
+    def __init__(self, jitted, check, first, num_classes: int, of_probs_fn: bool):
+        super().__init__(jitted, check)
+        self._first = first
+        self._num_classes = num_classes
+        self._of_probs_fn = of_probs_fn
+
+    def __call__(self, key, params):
+        self._check(key)
+        try:
+            state, lp = self._jitted(key, params)
+        except InputError as e:  # raised while tracing: drop JAX's note
+            raise InputError(str(e).splitlines()[0]) from None
+        if is_concrete((key, params)):
+            _check_outputs(
+                self._first(lp), self._num_classes, of_probs_fn=self._of_probs_fn
+            )
+        return state
+
+
+def _make_init(
+    init_fn, num_runs, log_probs_fn, encoding, num_classes, population, layout
+):
+    """``make_init`` (``num_runs`` None: ``init_and_scores``) and
+    ``make_init_many`` (``init_many_and_scores``): one set of checks."""
+    population = check_int("population", population, 1)
+    num_classes = check_int("num_classes", num_classes, 1)
+    if not isinstance(layout, Layout):
+        raise InputError(f"layout must be a Layout, got {type(layout).__name__}")
+    check_int("eval_batch", layout.eval_batch, 1)
+    _check_encoding(encoding)
+    runs = 1 if num_runs is None else num_runs
+    check_memory(
+        estimate_bytes(encoding, num_classes, population, layout, runs),
+        f"MAP-Elites with {'' if runs == 1 else f'{runs} runs of '}population "
+        f"{population} and {num_classes} classes",
+    )
+    jitted = jax.jit(
+        functools.partial(
+            init_fn,
+            log_probs_fn=log_probs_fn,
+            encoding=encoding,
+            num_classes=num_classes,
+            population=population,
+            layout=layout,
+        )
+    )
+    n = min(layout.eval_batch, population)
+    if num_runs is None:
+        return _CheckedInit(
+            jitted,
+            lambda key: None,
+            lambda lp: lp[:n],
+            num_classes,
+            _is_probs(log_probs_fn),
+        )
+
+    def check_keys(keys):
+        shape = getattr(keys, "shape", None)
+        typed = shape is not None and jax.dtypes.issubdtype(
+            keys.dtype, jax.dtypes.prng_key
+        )
+        if (
+            shape is None
+            or tuple(shape[:1]) != (num_runs,)
+            or (typed and len(shape) != 1)
+        ):
+            got = type(keys).__name__ if shape is None else f"shape {list(shape)}"
+            raise InputError(
+                f"keys must be [num_runs={num_runs}] typed keys (e.g. "
+                f"jax.random.split(key, {num_runs})), got {got}"
+            )
+
+    return _CheckedInit(
+        jitted, check_keys, lambda lp: lp[0, :n], num_classes, _is_probs(log_probs_fn)
+    )
+
+
+def _is_probs(log_probs_fn) -> bool:
+    return isinstance(log_probs_fn, LogOfProbs)
+
+
 def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_DEVICE):
     """Returns jitted ``init(key, params) -> MapElitesState`` (generation 0).
 
@@ -468,39 +709,56 @@ def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_
     (``_check_outputs``; no extra model call or compile): NaN outputs or
     non-probabilities are refused before the run starts.
     """
-    population = check_int("population", population, 1)
-    num_classes = check_int("num_classes", num_classes, 1)
-    if not isinstance(layout, Layout):
-        raise InputError(f"layout must be a Layout, got {type(layout).__name__}")
-    check_int("eval_batch", layout.eval_batch, 1)
-    _check_encoding(encoding)
-    check_memory(
-        estimate_bytes(encoding, num_classes, population, layout),
-        f"MAP-Elites with population {population} and {num_classes} classes",
+    return _make_init(
+        init_and_scores, None, log_probs_fn, encoding, num_classes, population, layout
     )
-    kw = dict(
-        log_probs_fn=log_probs_fn,
-        encoding=encoding,
-        num_classes=num_classes,
-        population=population,
-        layout=layout,
+
+
+def make_init_many(
+    *,
+    log_probs_fn: Callable,
+    encoding: Encoding,
+    num_classes: int,
+    population: int,
+    num_runs: int,
+    layout: Layout = SINGLE_DEVICE,
+):
+    """Returns jitted ``init_many(keys, params) -> MapElitesState`` (generation
+    0 of ``num_runs`` independent runs).
+
+    ``keys``: ``[num_runs]`` typed keys (``jax.random.split(key, num_runs)``,
+    or ``jnp.stack([jax.random.key(s) for s in seeds])`` for the seeds of
+    single runs). The state's leaves have a leading ``[num_runs]`` axis
+    (``archive.genomes`` ``[num_runs, K, ...]``, ``archive.fitness`` ``[num_runs,
+    K]``, ``key`` / ``generation`` ``[num_runs]``, ``first_all`` ``[num_runs,
+    len(THRESHOLDS)]``); run ``r`` is ``make_init(...)(keys[r], params)``, and
+    ``make_run_chunk_many`` continues all runs at once. Checks as ``make_init``
+    (memory for ``num_runs * population`` genomes; the outputs of run 0's first
+    micro-batch), and refuses keys of another length.
+
+    Each generation draws every run's offspring (``vmap``), scores the
+    ``num_runs * population`` of them together in micro-batches of
+    ``layout.eval_batch`` rows (one model call each) and updates every run's
+    archive (``vmap``). Equality with running the seeds one at a time:
+
+    * **bit for bit** when the model sees the same micro-batch size in both,
+      i.e. ``layout.eval_batch`` here equals the single run's micro-batch
+      ``min(eval_batch, population)`` and divides ``population`` (the same
+      ``make_layout(population, mesh, eval_batch)`` for both does this
+      whenever ``eval_batch`` divides ``population``);
+    * **up to float rounding** with a larger ``eval_batch`` here (the fast
+      setting, e.g. ``make_layout(num_runs * population, None, 500)``):
+      XLA:CPU's (and GPU's) matmul results can depend on the batch size, so
+      scores may differ in the last bits and, where two offspring are almost
+      tied, a different elite may win and the runs then diverge.
+    """
+    num_runs = check_int("num_runs", num_runs, 1)
+    return _make_init(
+        init_many_and_scores,
+        num_runs,
+        log_probs_fn,
+        encoding,
+        num_classes,
+        population,
+        layout,
     )
-    jitted = jax.jit(functools.partial(init_and_scores, **kw))
-    n = min(layout.eval_batch, population)
-
-    class _CheckedInit(_Checked):
-        # the initial genomes' own scores are checked: no extra model call
-        def __call__(self, key, params):
-            try:
-                state, lp = self._jitted(key, params)
-            except InputError as e:  # raised while tracing: drop JAX's note
-                raise InputError(str(e).splitlines()[0]) from None
-            if is_concrete((key, params)):
-                _check_outputs(
-                    lp[:n],
-                    num_classes,
-                    of_probs_fn=isinstance(log_probs_fn, LogOfProbs),
-                )
-            return state
-
-    return _CheckedInit(jitted, None)
