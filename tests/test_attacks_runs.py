@@ -12,7 +12,7 @@ from fooljax import models
 from fooljax.attacks import fgsm, initial_images
 from fooljax.errors import WorkdirError
 from fooljax.runs import gradient as runs
-from fooljax.runs.common import load_mnist_test
+from fooljax.runs.common import list_artifacts, load_artifact, load_mnist_test
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,127 @@ def test_run_gradient_ascent_keys(tmp_path):
     assert np.all(p1 > p0)  # every class climbed
     assert s["images_min"] >= 0.0 and s["images_max"] <= 1.0
     assert os.path.getsize(os.path.join(wd, "fooling_images.png")) > 0
+
+
+def _fake_zoo(zoo_dir, names_seeds):
+    """Zoo entries without training: ``fc10`` params from ``init_params`` with
+    a seed (scaled up so FGSM moves them), a summary.json marking them done."""
+    spec = models.get_spec("fc10")
+    for name, seed in names_seeds.items():
+        d = os.path.join(zoo_dir, name)
+        os.makedirs(d)
+        params = jax.tree_util.tree_map(
+            lambda a: 30 * a, models.init_params(spec, seed)
+        )
+        models.save_params_npz(os.path.join(d, "params.npz"), params)
+        with open(os.path.join(d, "summary.json"), "w") as f:
+            json.dump({"fake": True}, f)
+
+
+def _source_probs(clf, images, labels):
+    p = np.asarray(jax.nn.softmax(clf.logits_fn(clf.params, images)))
+    return p[np.arange(len(labels)), labels], p.argmax(1)
+
+
+def test_every_gradient_run_leaves_artifacts(tmp_path, mnist_dir):
+    """FGSM with several models: one artifact each, named by the shown name;
+    with one model: artifact.npz; L-BFGS tables: one per Table-1 model. Each
+    holds the run's adversarial images with true labels and the source's
+    probability of the true label."""
+    x, y = load_mnist_test(mnist_dir, 12)
+    wd = str(tmp_path / "fgsm2")
+    s = runs.run_fgsm(
+        runs.FgsmConfig(
+            models="a=lenet,b=lenet:init",
+            curve_epsilons=(0.0,),
+            num_images=12,
+            batch_size=5,
+            data_dir=mnist_dir,
+        ),
+        wd,
+    )
+    assert sorted(list_artifacts(wd)) == ["a", "b"]
+    art = load_artifact(f"{wd}:a")
+    assert art["kind"] == "adversarial" and art["model"] == "lenet"
+    assert art["weights"] == "default"
+    clf = models.load_classifier("lenet", "default")
+    np.testing.assert_array_equal(art["labels"], y)
+    np.testing.assert_allclose(
+        art["images"], fgsm(clf.logits_fn, clf.params, x, y, epsilon=0.25), atol=1e-6
+    )
+    conf, pred = _source_probs(clf, art["images"], y)
+    np.testing.assert_allclose(art["confidence"], conf, rtol=1e-5, atol=1e-7)
+    assert np.mean(pred != y) == pytest.approx(s["models"]["a"]["error"])
+    assert load_artifact(f"{wd}:b")["weights"] == "init"
+
+    wd1 = str(tmp_path / "fgsm1")
+    runs.run_fgsm(
+        runs.FgsmConfig(
+            models="lenet", curve_epsilons=(), num_images=12, data_dir=mnist_dir
+        ),
+        wd1,
+    )
+    assert list(list_artifacts(wd1)) == [""]
+    assert load_artifact(wd1)["images"].shape == (12, 28, 28, 1)
+
+    wdl = str(tmp_path / "lbfgs2")
+    runs.run_lbfgs_tables(
+        runs.LbfgsTablesConfig(
+            models="p=lenet,q=lenet:init",
+            table2_columns="lenet",
+            num_images=4,
+            batch_size=4,
+            num_search_steps=1,
+            max_iterations=5,
+            noise_stddevs=(),
+            data_dir=mnist_dir,
+        ),
+        wdl,
+    )
+    assert sorted(list_artifacts(wdl)) == ["p", "q"]
+    art = load_artifact(os.path.join(wdl, "artifact_p.npz"))
+    with np.load(os.path.join(wdl, "lbfgs_p.npz")) as z:
+        np.testing.assert_array_equal(art["images"], z["adversarial"])
+    conf, _ = _source_probs(clf, art["images"], y[:4])
+    np.testing.assert_allclose(art["confidence"], conf, rtol=1e-5, atol=1e-7)
+
+
+def test_adversarial_training_reports_the_transfer_pair(tmp_path, mnist_dir):
+    """Each model's FGSM examples are an artifact; the transfer pair is the
+    error of each model on the other's examples (Goodfellow et al. Sec. 6)."""
+    zoo_dir = str(tmp_path / "zoo")
+    _fake_zoo(zoo_dir, {"fc10_1e-4": 0, "fc10_1e-4_adv": 1})
+    wd = str(tmp_path / "adv")
+    s = runs.run_adversarial_training(
+        runs.AdversarialTrainingConfig(
+            model="fc10_1e-4",
+            num_images=30,
+            batch_size=30,
+            zoo_dir=zoo_dir,
+            data_dir=mnist_dir,
+        ),
+        wd,
+    )
+    x, y = load_mnist_test(mnist_dir, 30)
+    clfs = {
+        n: models.load_classifier("fc10", os.path.join(zoo_dir, n, "params.npz"))
+        for n in ("fc10_1e-4", "fc10_1e-4_adv")
+    }
+    examples = {}
+    for n, clf in clfs.items():
+        art = load_artifact(f"{wd}:{n}")
+        assert art["model"] == n
+        examples[n] = fgsm(clf.logits_fn, clf.params, x, y, epsilon=0.25)
+        np.testing.assert_allclose(art["images"], examples[n], atol=1e-6)
+    _, pred = _source_probs(clfs["fc10_1e-4_adv"], examples["fc10_1e-4"], y)
+    assert s["transfer"]["after_on_examples_of_before"] == pytest.approx(
+        np.mean(pred != y)
+    )
+    _, pred = _source_probs(clfs["fc10_1e-4"], examples["fc10_1e-4_adv"], y)
+    assert s["transfer"]["before_on_examples_of_after"] == pytest.approx(
+        np.mean(pred != y)
+    )
+    assert s["paper"]["transfer"] == {
+        "after_on_examples_of_before": 0.196,
+        "before_on_examples_of_after": 0.409,
+    }

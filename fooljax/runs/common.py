@@ -114,16 +114,38 @@ class Workdir:
 
 ARTIFACT = "artifact.npz"
 ARTIFACT_KINDS = ("fooling", "adversarial")
+_ARTIFACT_PREFIX = "artifact_"
+
+
+def artifact_file(name: str | None = None) -> str:
+    """``artifact.npz`` (a run with one source model) or ``artifact_<name>.npz``
+    (one per source model of a run with several); ``name`` made file-safe."""
+    if name is None:
+        return ARTIFACT
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return f"{_ARTIFACT_PREFIX}{safe}.npz"
 
 
 def save_artifact(
-    workdir: str, images, labels, confidence, *, kind: str, model: str, weights: str
+    workdir: str,
+    images,
+    labels,
+    confidence,
+    *,
+    kind: str,
+    model: str,
+    weights: str,
+    name: str | None = None,
 ) -> None:
     """The standard image set a run leaves for other experiments (transfer):
     ``images [N, H, W, C]`` float32 in [0, 1], ``labels [N]`` the class each
     was made for (fooling) or the true class (adversarial), ``confidence [N]``
     the source model's probability of that label, and the source model's name
-    and weights; checksummed like every saved result."""
+    and weights; checksummed like every saved result. Written to
+    ``artifact_file(name)``: runs with several source models pass one ``name``
+    per model."""
+    if kind not in ARTIFACT_KINDS:
+        raise ValueError(f"artifact kind must be one of {ARTIFACT_KINDS}, got {kind}")
     meta = json.dumps({"kind": kind, "model": model, "weights": weights})
     buf = io.BytesIO()
     np.savez(
@@ -133,23 +155,67 @@ def save_artifact(
         confidence=np.asarray(confidence, np.float32),
         meta=np.asarray(meta),
     )
-    integrity.write_verified(os.path.join(workdir, ARTIFACT), buf.getvalue())
+    integrity.write_verified(os.path.join(workdir, artifact_file(name)), buf.getvalue())
 
 
-def load_artifact(workdir: str) -> dict:
-    """``save_artifact``'s arrays plus ``kind``, ``model``, ``weights``; one
-    ``FooljaxError`` line when ``workdir`` is missing, unfinished, holds no
-    artifact or a damaged one."""
-    path = os.path.join(workdir, ARTIFACT)
+def list_artifacts(workdir: str) -> dict[str, str]:
+    """``{name: path}`` of the artifacts in ``workdir`` (``""`` for
+    ``artifact.npz``), sorted by name."""
+    out = {}
+    for f in sorted(os.listdir(workdir)):
+        if f == ARTIFACT:
+            out[""] = os.path.join(workdir, f)
+        elif f.startswith(_ARTIFACT_PREFIX) and f.endswith(".npz"):
+            out[f[len(_ARTIFACT_PREFIX) : -4]] = os.path.join(workdir, f)
+    return out
+
+
+def _artifact_path(source: str) -> str:
+    """The artifact file a source names: a work directory (its only artifact),
+    ``DIR:NAME`` (``artifact_NAME.npz`` there) or an artifact file."""
+    name = None
+    if not os.path.exists(source) and ":" in source:
+        source, name = source.rsplit(":", 1)
+    if os.path.isfile(source):
+        workdir, path = os.path.dirname(source) or ".", source
+    else:
+        workdir, path = source, None
     if not os.path.isdir(workdir):
         raise FooljaxError(f"source work directory {workdir} does not exist")
     if not os.path.exists(os.path.join(workdir, "summary.json")):
         raise FooljaxError(f"source {workdir} holds no finished run (no summary.json)")
-    if not os.path.exists(path):
+    if path is not None:
+        return path
+    found = list_artifacts(workdir)
+    shown = ", ".join(n or ARTIFACT for n in found)
+    if name is not None:
+        if name not in found:
+            raise FooljaxError(
+                f"source {workdir} holds no artifact named {name} "
+                f"(it has: {shown or 'none'})"
+            )
+        return found[name]
+    if not found:
         raise FooljaxError(
             f"source {workdir} holds no {ARTIFACT} (runs that make images write "
             "one; rerun it with this version)"
         )
+    if len(found) > 1:
+        raise FooljaxError(
+            f"source {workdir} holds several artifacts ({shown}); name one as "
+            f"{workdir}:NAME"
+        )
+    return next(iter(found.values()))
+
+
+def load_artifact(source: str) -> dict:
+    """``save_artifact``'s arrays plus ``kind``, ``model``, ``weights``.
+
+    ``source``: a finished run's work directory holding one artifact,
+    ``DIR:NAME`` for its ``artifact_NAME.npz``, or an artifact file. One
+    ``FooljaxError`` line when the directory is missing, unfinished, holds no
+    artifact, several (naming them), or a damaged one."""
+    path = _artifact_path(source)
     try:
         with np.load(io.BytesIO(integrity.read_verified(path))) as z:
             out = {k: z[k] for k in ("images", "labels", "confidence")}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 
 import jax
@@ -35,6 +36,7 @@ from fooljax.runs import config
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import (
     Workdir,
+    artifact_file,
     error_and_confidence,
     load_mnist_test,
     parse_model_list,
@@ -153,23 +155,47 @@ def _open(
     return wd, zoo_dir, x, y
 
 
-def fgsm_sweep(clf, x, y, epsilons, batch_size: int):
+def fgsm_sweep(clf, x, y, epsilons, batch_size: int, keep: int = 0):
     """FGSM at every epsilon in one vmapped call per batch: ``(probs [E, N, K],
-    adversarial images of the first batch [E, b, H, W, C])``."""
+    the adversarial images at epsilons[keep] [N, H, W, C])``."""
     eps = jnp.asarray(epsilons, jnp.float32)
     sweep = jax.vmap(
         lambda e, xb, yb: fgsm(clf.logits_fn, clf.params, xb, yb, epsilon=e),
         in_axes=(0, None, None),
     )
-    probs, first = [], None
+    probs, kept = [], []
     for i in range(0, len(x), batch_size):
         xa = sweep(eps, x[i : i + batch_size], y[i : i + batch_size])
-        if first is None:
-            first = np.asarray(xa)
+        kept.append(np.asarray(xa[keep]))
         probs.append(
             np.stack([predict(clf.logits_fn, clf.params, a, batch_size) for a in xa])
         )
-    return np.concatenate(probs, axis=1), first
+    return np.concatenate(probs, axis=1), np.concatenate(kept)
+
+
+def zoo_weights(zoo_name: str, zoo_dir: str) -> str:
+    """The weights a transfer target names for zoo model ``zoo_name``."""
+    if ":" in zoo_name:
+        return zoo_name.split(":", 1)[1]
+    if zoo_config(zoo_name) is None:
+        return "default"
+    return os.path.join(zoo_dir, zoo_name, "params.npz")
+
+
+def _adversarial_artifact(wd, name, images, y, probs, *, model, zoo_dir):
+    """``artifact_<name>.npz`` (``artifact.npz`` when ``name`` is None): the
+    adversarial ``images`` of zoo ``model`` with their true labels ``y`` and
+    its probability of the true label (``probs [N, K]``, its softmax on them)."""
+    save_artifact(
+        wd.path,
+        images,
+        y,
+        probs[np.arange(len(y)), y],
+        kind="adversarial",
+        model=model,
+        weights=zoo_weights(model, zoo_dir),
+        name=name,
+    )
 
 
 def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
@@ -183,8 +209,10 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
     t0 = time.time()
     results = wd.load_json("partial.json")
     examples = {}
+    at = curve.index(epsilon)
     for shown, zoo_name in named.items():
-        if shown in results:
+        art = None if len(named) == 1 else shown
+        if shown in results and os.path.exists(wd.file(artifact_file(art))):
             examples[shown] = wd.load_npy(f"examples_{shown}.npy")
             if examples[shown] is not None:
                 log.info("fgsm: %s already done (resumed)", shown)
@@ -192,7 +220,10 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
         clf = zoo(zoo_name, zoo_dir, cfg.data_dir)
         check_differentiable(clf.logits_fn, clf.params, x[:4], y[:4])
         clean = predict(clf.logits_fn, clf.params, x)
-        probs, first = fgsm_sweep(clf, x, y, curve, cfg.batch_size)
+        probs, adv = fgsm_sweep(clf, x, y, curve, cfg.batch_size, keep=at)
+        _adversarial_artifact(
+            wd, art, adv, y, probs[at], model=zoo_name, zoo_dir=zoo_dir
+        )
         row = {
             "zoo_model": zoo_name,
             "clean_error": float((clean.argmax(1) != y).mean()),
@@ -201,9 +232,8 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
                 for e, p in zip(curve, probs, strict=True)
             },
         }
-        at = curve.index(epsilon)
         row.update(error_and_confidence(probs[at], y))
-        examples[shown] = first[at][:10]
+        examples[shown] = adv[:10]
         wd.save_npy(f"examples_{shown}.npy", examples[shown])
         if shown in GOODFELLOW_FGSM:
             row["paper_error"], row["paper_mean_confidence"] = GOODFELLOW_FGSM[shown]
@@ -233,7 +263,7 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
     save_grid_png(
         wd.file("fgsm_examples.png"),
         np.concatenate([x[:10], *(examples[s] for s in named)]),
-        ncols=10,
+        ncols=min(10, len(x)),
         row_labels=["clean", *named],
     )
     return wd.finish(
@@ -246,25 +276,52 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
     )
 
 
+def lbfgs_examples(
+    logits_fn,
+    params,
+    x,
+    targets,
+    *,
+    batch_size: int,
+    initial_c: float,
+    num_search_steps: int,
+    max_iterations: int,
+) -> dict[str, np.ndarray]:
+    """Box-constrained L-BFGS examples of ``x [N, H, W, C]`` for ``targets [N]``
+    in batches: ``{adversarial [N, H, W, C], success [N], distortion [N]}``."""
+    parts = [
+        lbfgs_attack(
+            logits_fn,
+            params,
+            x[i : i + batch_size],
+            targets[i : i + batch_size],
+            initial_c=initial_c,
+            num_search_steps=num_search_steps,
+            max_iterations=max_iterations,
+        )
+        for i in range(0, len(x), batch_size)
+    ]
+    return {
+        f: np.concatenate([getattr(p, f) for p in parts])
+        for f in ("adversarial", "success", "distortion")
+    }
+
+
 def _lbfgs_row(cfg: LbfgsTablesConfig, clf, zoo_name, x, targets, x_full, y_full):
     """One row of Table 1 and the model's adversarial examples."""
     check_differentiable(clf.logits_fn, clf.params, x[:4])
     ts = time.time()
-    parts = [
-        lbfgs_attack(
-            clf.logits_fn,
-            clf.params,
-            x[i : i + cfg.batch_size],
-            targets[i : i + cfg.batch_size],
-            initial_c=cfg.initial_c,
-            num_search_steps=cfg.num_search_steps,
-            max_iterations=cfg.max_iterations,
-        )
-        for i in range(0, len(x), cfg.batch_size)
-    ]
-    adv = np.concatenate([p.adversarial for p in parts])
-    success = np.concatenate([p.success for p in parts])
-    dist = np.concatenate([p.distortion for p in parts])
+    arrays = lbfgs_examples(
+        clf.logits_fn,
+        clf.params,
+        x,
+        targets,
+        batch_size=cfg.batch_size,
+        initial_c=cfg.initial_c,
+        num_search_steps=cfg.num_search_steps,
+        max_iterations=cfg.max_iterations,
+    )
+    adv, success, dist = (arrays[f] for f in ("adversarial", "success", "distortion"))
     test = evaluate_classifier(
         clf.logits_fn, clf.params, np.round(x_full * 255).astype(np.uint8), y_full
     )
@@ -280,7 +337,7 @@ def _lbfgs_row(cfg: LbfgsTablesConfig, clf, zoo_name, x, targets, x_full, y_full
     }
     if zoo_name in SZEGEDY_TABLE1:
         row["paper_test_error"], row["paper_mean_distortion"] = SZEGEDY_TABLE1[zoo_name]
-    return row, dict(adversarial=adv, success=success, distortion=dist)
+    return row, arrays
 
 
 def run_lbfgs_tables(
@@ -331,6 +388,16 @@ def run_lbfgs_tables(
         else:
             log.info("lbfgs: %s already done (resumed)", shown)
         adversarial[shown] = arrays["adversarial"]
+        clf = classifiers[shown]
+        _adversarial_artifact(
+            wd,
+            None if len(named) == 1 else shown,
+            adversarial[shown],
+            y,
+            predict(clf.logits_fn, clf.params, adversarial[shown]),
+            model=named[shown],
+            zoo_dir=zoo_dir,
+        )
 
     rows = dict(adversarial)
     noise_key = jax.random.fold_in(key, 1)
@@ -350,7 +417,7 @@ def run_lbfgs_tables(
     save_grid_png(
         wd.file("lbfgs_examples.png"),
         np.concatenate([x[:8]] + [adversarial[m][:8] for m in named]),
-        ncols=8,
+        ncols=min(8, len(x)),
         row_labels=["clean", *named],
     )
     return wd.finish(
@@ -366,12 +433,28 @@ def run_lbfgs_tables(
     )
 
 
+# Goodfellow et al. 2015 (MNIST maxout): clean and FGSM(0.25) error before and
+# after adversarial training (Sec. 6), and the FGSM transfer pair: the error of
+# each model on the examples made on the other.
+GOODFELLOW_ADVERSARIAL_TRAINING = {
+    "before": {"clean_error": 0.0094, "adversarial_error": 0.894},
+    "after": {"clean_error": 0.0084, "adversarial_error": 0.179},
+    "transfer": {
+        "after_on_examples_of_before": 0.196,
+        "before_on_examples_of_after": 0.409,
+    },
+}
+
+
 def run_adversarial_training(
     cfg: AdversarialTrainingConfig, workdir: str, *, overwrite: bool = False
 ) -> dict:
     """Clean and FGSM(``epsilon``) test error of ``model`` before and after
     adversarial training (zoo ``<model>_adv``: alpha 0.5, epsilon 0.25, otherwise
-    the same training config)."""
+    the same training config), and the transfer of the FGSM examples between
+    the two (Goodfellow et al. Sec. 6): the error of the trained model on the
+    examples made on the original and the reverse. Each model's FGSM examples
+    are left as ``artifact_<zoo name>.npz``."""
     epsilon = check_epsilon(cfg.epsilon)
     after_name = cfg.model + ADV_SUFFIX
     after_cfg = zoo_config(after_name)
@@ -383,12 +466,15 @@ def run_adversarial_training(
         [cfg.model, after_name],
     )
     t0 = time.time()
-    out, pics = {}, [x[:10]]
+    out, pics, clfs, adv = {}, [x[:10]], {}, {}
     for phase, name in (("before", cfg.model), ("after", after_name)):
-        clf = zoo(name, zoo_dir, cfg.data_dir)
+        clf = clfs[phase] = zoo(name, zoo_dir, cfg.data_dir)
         check_differentiable(clf.logits_fn, clf.params, x[:4], y[:4])
         clean = predict(clf.logits_fn, clf.params, x)
-        probs, first = fgsm_sweep(clf, x, y, [epsilon], cfg.batch_size)
+        probs, adv[phase] = fgsm_sweep(clf, x, y, [epsilon], cfg.batch_size)
+        _adversarial_artifact(
+            wd, name, adv[phase], y, probs[0], model=name, zoo_dir=zoo_dir
+        )
         ec = error_and_confidence(probs[0], y)
         out[phase] = {
             "model": name,
@@ -396,7 +482,7 @@ def run_adversarial_training(
             "adversarial_error": ec["error"],
             "adversarial_mean_confidence": ec["mean_confidence"],
         }
-        pics.append(first[0][:10])
+        pics.append(adv[phase][:10])
         log.info(
             "%s (%s): clean error %.4f, FGSM eps %.2f error %.4f",
             phase,
@@ -405,16 +491,23 @@ def run_adversarial_training(
             epsilon,
             ec["error"],
         )
+    transfer = {}
+    for target, source in (("after", "before"), ("before", "after")):
+        clf = clfs[target]
+        pred = predict(clf.logits_fn, clf.params, adv[source]).argmax(1)
+        transfer[f"{target}_on_examples_of_{source}"] = float((pred != y).mean())
+    log.info("FGSM transfer: %s", transfer)
     save_grid_png(
         wd.file("adversarial_training_examples.png"),
         np.concatenate(pics),
-        ncols=10,
+        ncols=min(10, len(x)),
         row_labels=["clean", "FGSM before", "FGSM after"],
     )
     b, a = out["before"], out["after"]
     return wd.finish(
         {
             **out,
+            "transfer": transfer,
             "epsilon": epsilon,
             "train_alpha": after_cfg.adv_alpha,
             "train_epsilon": after_cfg.adv_epsilon,
@@ -423,8 +516,8 @@ def run_adversarial_training(
             "clean_error_change_points": 100 * (a["clean_error"] - b["clean_error"]),
             "num_images": int(len(x)),
             "paper": {
-                "before": {"clean_error": 0.0094, "adversarial_error": 0.894},
-                "after": {"clean_error": 0.0084, "adversarial_error": 0.179},
+                "model": "maxout",
+                **GOODFELLOW_ADVERSARIAL_TRAINING,
             },
             "wall_seconds": time.time() - t0,
         }
@@ -509,7 +602,7 @@ FAMILIES = {
     ),
     AdversarialTrainingConfig: (
         run_adversarial_training,
-        lambda s: {k: s[k] for k in ("before", "after", "epsilon")},
+        lambda s: {k: s[k] for k in ("before", "after", "transfer", "epsilon")},
     ),
     GradientAscentConfig: (
         run_gradient_ascent,

@@ -3,9 +3,13 @@
 
 Every run that makes images leaves ``artifact.npz`` in its work directory
 (``common.save_artifact``: the images, the class each was made for or its true
-class, the source model). ``run(TransferConfig(sources=..., models=...))``
-scores each source's images on each target model and writes ``summary.json``
-with ``matrix[source][model]`` and ``transfer.png`` (a heat map):
+class, the source model); runs with several source models (FGSM, L-BFGS
+tables, adversarial training, cross-training) leave one
+``artifact_<model>.npz`` per model. A source is a work directory with one
+artifact, ``DIR:NAME`` for ``DIR/artifact_NAME.npz``, or an artifact file.
+``run(TransferConfig(sources=..., models=...))`` scores each source's images
+on each target model and writes ``summary.json`` with ``matrix[source][model]``
+and ``transfer.png`` (a heat map):
 
 - fooling images: the fraction whose intended class gets >= 0.99 and >= 0.9999
   on the target, and the median probability of that class;
@@ -38,7 +42,11 @@ opt = config.opt
 
 @dataclasses.dataclass(frozen=True)
 class TransferConfig:
-    sources: str = opt("", "Comma list of source work directories (finished runs).")
+    sources: str = opt(
+        "",
+        "Comma list of sources: finished work directories (with one artifact), "
+        "DIR:NAME (DIR/artifact_NAME.npz) or artifact files.",
+    )
     models: str = opt(
         "lenet:default", "Comma list of target models NAME:WEIGHTS[:PREPROCESS]."
     )
