@@ -126,3 +126,55 @@ def test_damaged_artifact_is_refused(sources, tmp_path):
     open(path, "wb").write(bytes(data))
     with pytest.raises(FooljaxError, match="artifact"):
         transfer.run(transfer.TransferConfig(sources=src), str(tmp_path / "t"))
+
+
+@pytest.fixture
+def two_artifacts(tmp_path):
+    """A finished run that left one artifact per source model."""
+    from fooljax.runs.common import save_artifact
+
+    d = tmp_path / "multi"
+    d.mkdir()
+    (d / "summary.json").write_text("{}")
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(("net_a", "net/b")):
+        save_artifact(
+            str(d),
+            rng.uniform(size=(3 + i, 28, 28, 1)),
+            [1, 2, 3, 4][: 3 + i],
+            [0.5] * (3 + i),
+            kind="adversarial",
+            model=name,
+            weights="default",
+            name=name,
+        )
+    return str(d)
+
+
+def test_a_source_with_several_artifacts_names_one(two_artifacts, tmp_path):
+    from fooljax.runs.common import list_artifacts
+
+    assert sorted(list_artifacts(two_artifacts)) == ["net_a", "net_b"]
+    assert load_artifact(f"{two_artifacts}:net_a")["model"] == "net_a"
+    b = load_artifact(os.path.join(two_artifacts, "artifact_net_b.npz"))
+    assert b["model"] == "net/b" and len(b["labels"]) == 4
+    with pytest.raises(FooljaxError, match=r"several artifacts \(net_a, net_b\)"):
+        load_artifact(two_artifacts)
+    with pytest.raises(FooljaxError, match=r"no artifact named zz \(it has: net_a"):
+        load_artifact(f"{two_artifacts}:zz")
+    with pytest.raises(FooljaxError, match="does not exist"):
+        load_artifact(f"{tmp_path}/nope:net_a")
+    out = tmp_path / "t"
+    s = transfer.run(
+        transfer.TransferConfig(
+            sources=f"{two_artifacts}:net_a,{two_artifacts}:net_b", models="lenet"
+        ),
+        str(out),
+    )
+    assert list(s["matrix"]) == [f"{two_artifacts}:net_a", f"{two_artifacts}:net_b"]
+    assert s["sources"][f"{two_artifacts}:net_b"]["num_images"] == 4
+    with pytest.raises(FooljaxError, match="several artifacts"):
+        transfer.run(
+            transfer.TransferConfig(sources=two_artifacts), str(tmp_path / "t2")
+        )
+    assert not (tmp_path / "t2").exists()
