@@ -88,6 +88,21 @@ class LogOfProbs:
         return jnp.log(self.probs_fn(params, images).astype(jnp.float32))
 
 
+@dataclasses.dataclass(frozen=True)
+class FirstClasses:
+    """The archive's cells are the first ``num_classes`` classes of a wider
+    model: ``log_probs_fn(params, images)[:, :num_classes]`` (float32);
+    hashable. The other classes keep their share of the softmax, so rows sum
+    to at most 1 (Nguyen et al. 2015 §3.6: fooling images for the ``n`` real
+    classes of a network with an extra ``n + 1``-th "fooling" class)."""
+
+    log_probs_fn: Callable
+    num_classes: int
+
+    def __call__(self, params, images):
+        return self.log_probs_fn(params, images)[:, : self.num_classes]
+
+
 def log_probs_from(
     logits_fn: Callable | None = None, probs_fn: Callable | None = None
 ) -> Callable:
@@ -577,13 +592,16 @@ def estimate_bytes(
     )
 
 
-def _check_outputs(lp, num_classes: int, *, of_probs_fn: bool) -> None:
+def _check_outputs(
+    lp, num_classes: int, *, of_probs_fn: bool, subset: bool = False
+) -> None:
     """Host check of the scored log-probs ``[n, K]`` of the first initial
     genomes (``_score`` maps NaN to ``-inf``). Refuses (``InputError``, one
     line): an output width other than ``num_classes``; no row with a finite
     score (NaN weights: every image would "fool" the model; for
     ``log_probs_from(probs_fn=...)`` also logits, whose negative values have no
-    log); rows whose probabilities do not sum to 1 within ``PROB_SUM_TOL``.
+    log); rows whose probabilities do not sum to 1 within ``PROB_SUM_TOL``
+    (``subset``, for ``FirstClasses``: rows that sum to more than 1).
     A model that is NaN on some images only is allowed (those rows never enter
     the archive)."""
     lp = np.asarray(lp, np.float64)
@@ -602,7 +620,9 @@ def _check_outputs(lp, num_classes: int, *, of_probs_fn: bool) -> None:
         )
     sums = np.exp(lp[ok]).sum(-1)
     worst = float(sums[np.argmax(np.abs(sums - 1.0))])
-    if abs(worst - 1.0) > PROB_SUM_TOL:
+    if subset:
+        worst = float(sums.max())
+    if worst - 1.0 > PROB_SUM_TOL or (not subset and 1.0 - worst > PROB_SUM_TOL):
         name, what = (
             ("probs_fn", "probabilities")
             if of_probs_fn
@@ -619,11 +639,13 @@ class _CheckedInit(_Checked):
     genomes' own scores of the first micro-batch, ``first(log_probs) -> [n,
     K]``, are checked on the host (``_check_outputs``; no extra model call)."""
 
-    def __init__(self, jitted, check, first, num_classes: int, of_probs_fn: bool):
+    def __init__(self, jitted, check, first, num_classes: int, log_probs_fn):
         super().__init__(jitted, check)
         self._first = first
         self._num_classes = num_classes
-        self._of_probs_fn = of_probs_fn
+        self._subset = isinstance(log_probs_fn, FirstClasses)
+        inner = log_probs_fn.log_probs_fn if self._subset else log_probs_fn
+        self._of_probs_fn = isinstance(inner, LogOfProbs)
 
     def __call__(self, key, params):
         self._check(key)
@@ -633,7 +655,10 @@ class _CheckedInit(_Checked):
             raise InputError(str(e).splitlines()[0]) from None
         if is_concrete((key, params)):
             _check_outputs(
-                self._first(lp), self._num_classes, of_probs_fn=self._of_probs_fn
+                self._first(lp),
+                self._num_classes,
+                of_probs_fn=self._of_probs_fn,
+                subset=self._subset,
             )
         return state
 
@@ -672,7 +697,7 @@ def _make_init(
             lambda key: None,
             lambda lp: lp[:n],
             num_classes,
-            _is_probs(log_probs_fn),
+            log_probs_fn,
         )
 
     def check_keys(keys):
@@ -692,12 +717,8 @@ def _make_init(
             )
 
     return _CheckedInit(
-        jitted, check_keys, lambda lp: lp[0, :n], num_classes, _is_probs(log_probs_fn)
+        jitted, check_keys, lambda lp: lp[0, :n], num_classes, log_probs_fn
     )
-
-
-def _is_probs(log_probs_fn) -> bool:
-    return isinstance(log_probs_fn, LogOfProbs)
 
 
 def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_DEVICE):

@@ -85,7 +85,10 @@ class FoolingConfig:
     )
     crossover_rate: float = opt(0.0, "SBX crossover probability (original code: 0.5).")
     crossover_eta: float = opt(10.0, "SBX distribution index.")
-    seed: int = opt(0, "Random seed.")
+    seed: int = opt(0, "Random seed (run r of --num_runs uses seed + r).")
+    num_runs: int = opt(
+        1, "Independent runs as one compiled step (seeds seed..seed+num_runs-1)."
+    )
     checkpoint_every: int = opt(250, "Generations between checkpoints.")
     log_every: int = opt(50, "Generations per compiled chunk (one log line each).")
     num_devices: int = opt(0, "Devices to shard over; 0 = all that divide it.")
@@ -101,6 +104,7 @@ class FoolingConfig:
             log_every=(1, None),
             num_devices=(0, None),
             eval_batch=(1, None),
+            num_runs=(1, None),
             mutation_rate=(0, 1),
             mutation_eta=(0, None),
             mutation_halving=(0, None),
@@ -149,6 +153,12 @@ def define_flags(*, default_workdir: str, encoding: str = "direct") -> None:
     ``FoolingConfig`` field and the ``--cppn_*`` options."""
     config.define_workdir_flags(default_workdir)
     config.define_flags(FoolingConfig, encoding=encoding)
+    define_cppn_flags()
+
+
+def define_cppn_flags() -> None:
+    """The ``--cppn_*`` flags (defaults from ``cppn.make_spec``); read them
+    back with ``cppn_options``."""
     defaults = cppn.make_spec.__kwdefaults__
     for name in cppn.OPTIONS:
         if name in _FROM_MUTATION:
@@ -263,8 +273,9 @@ def run(
         checkpoint_every=cfg.checkpoint_every,
         log_every=cfg.log_every,
         overwrite=overwrite,
-        mesh=default_mesh(cfg.population, cfg.num_devices),
+        mesh=default_mesh(cfg.population * cfg.num_runs, cfg.num_devices),
         eval_batch=cfg.eval_batch,
+        num_runs=cfg.num_runs,
         t_start=t_start,
         stop_after=stop_after,
         summary_extra={"encoding": cfg.encoding, "weights": cfg.weights},
@@ -280,11 +291,12 @@ def main(argv) -> None:
         overwrite=FLAGS.overwrite,
         t_start=PROCESS_T0,
     )
-    c, n = summary["confidence"], summary["num_classes_at_least"]
+    c, n = np.ravel(summary["confidence"]), summary["num_classes_at_least"]
     print(
         f"{summary['generations']} generations in {summary['wall_seconds']:.1f} s: "
         f"min confidence {min(c):.6f}, median {summary['median_confidence']:.4f}, "
-        f"{n['0.99']} classes >= 0.99, {n['0.9999']}/{len(c)} >= 0.9999, all >= "
+        f"{n['0.99']} classes >= 0.99, {n['0.9999']}/{len(summary['class_names'])} "
+        ">= 0.9999, all >= "
         f"0.9999 at generation {summary['first_generation_all_at_least']['0.9999']}"
     )
     print(f"results in {FLAGS.workdir} (summary.json, archive.png, confidence.png)")
@@ -340,6 +352,63 @@ def seed_study_main(argv) -> None:
     print_json_line(seed_study(FLAGS.seeds, FLAGS.workdir))
 
 
+def evolve_runs(
+    log_probs_fn: Callable,
+    params: Any,
+    encoding: me.Encoding,
+    *,
+    num_classes: int,
+    population: int,
+    seeds,
+    generations: int,
+    eval_batch: int = 1000,
+    log_every: int = 50,
+    label: str = "",
+) -> dict:
+    """Independent MAP-Elites runs, one per seed, as one compiled step
+    (``map_elites.make_init_many``/``make_run_chunk_many``): no work directory
+    (callers such as the retraining loop save the result whole). Returns
+    ``images [R, K, H, W, C]`` (the elites), ``confidence [R, K]`` (0 for an
+    empty cell) and ``first_all [R, len(THRESHOLDS)]`` (-1 = not reached)."""
+    seeds = [int(s) for s in seeds]
+    num_runs = len(seeds)
+    layout = me.make_layout(num_runs * population, None, eval_batch)
+    kw = dict(
+        log_probs_fn=log_probs_fn,
+        encoding=encoding,
+        population=population,
+        num_runs=num_runs,
+        layout=layout,
+    )
+    init = me.make_init_many(num_classes=num_classes, **kw)
+    run_chunk = me.make_run_chunk_many(**kw)
+    states = init(jnp.stack([jax.random.key(s) for s in seeds]), params)
+    done, t0 = 0, time.perf_counter()
+    while done < generations:
+        n = min(log_every, generations - done)
+        states, m = run_chunk(states, params, n)
+        done += n
+        m = jax.device_get(m)
+        log.info(
+            "%s%d runs, gen %d/%d: elite conf median %.4f, classes >= 0.9999 per "
+            "run %.2f (%.0f eval/s)",
+            label,
+            num_runs,
+            done,
+            generations,
+            float(np.median(m["median"][-1])),
+            float(np.mean(m["num_at_least_0.9999"][-1])),
+            done * num_runs * population / (time.perf_counter() - t0),
+        )
+    fitness = np.asarray(states.archive.fitness)
+    decode = jax.jit(jax.vmap(jax.vmap(encoding.decode)))
+    return {
+        "images": np.asarray(decode(states.archive.genomes)),
+        "confidence": np.where(np.isfinite(fitness), np.exp(fitness), 0.0),
+        "first_all": np.asarray(states.first_all),
+    }
+
+
 def _read_metrics(path: str, up_to_generation: int | None = None) -> list[dict]:
     """The rows of ``metrics.jsonl`` up to ``up_to_generation``; a damaged row
     (crc32 mismatch) ends them with one warning."""
@@ -391,32 +460,36 @@ def run_map_elites(
     max_grid: int = 100,
     summary_extra: dict | None = None,
     stop_after: int | None = None,
+    num_runs: int = 1,
 ) -> dict:
     """Runs (or resumes) MAP-Elites in ``workdir``; returns the summary dict.
 
-    ``stop_after``: stop (without finishing) once this many generations are done;
-    for tests that interrupt a run.
+    ``num_runs > 1``: that many independent runs (seeds ``seed + r``) as one
+    compiled step (``map_elites.make_init_many``); log lines and metrics rows
+    then pool the runs (min of mins, median of medians, max of maxes, mean
+    counts per run). ``stop_after``: stop (without finishing) once this many
+    generations are done; for tests that interrupt a run.
     """
     t_start = time.time() if t_start is None else t_start
     resume = prepare_workdir(workdir, config, overwrite=overwrite)
     metrics_path = os.path.join(workdir, METRICS)
     class_names = class_names or [str(i) for i in range(num_classes)]
 
-    layout = me.make_layout(population, mesh, eval_batch)
-    init = me.make_init(
-        log_probs_fn=log_probs_fn,
-        encoding=encoding,
-        num_classes=num_classes,
-        population=population,
-        layout=layout,
-    )
-    run_chunk = me.make_run_chunk(
+    layout = me.make_layout(population * num_runs, mesh, eval_batch)
+    kw = dict(
         log_probs_fn=log_probs_fn,
         encoding=encoding,
         population=population,
         layout=layout,
     )
-    key = jax.random.key(seed)
+    if num_runs == 1:
+        init = me.make_init(num_classes=num_classes, **kw)
+        run_chunk = me.make_run_chunk(**kw)
+        key = jax.random.key(seed)
+    else:
+        init = me.make_init_many(num_classes=num_classes, num_runs=num_runs, **kw)
+        run_chunk = me.make_run_chunk_many(num_runs=num_runs, **kw)
+        key = jnp.stack([jax.random.key(seed + r) for r in range(num_runs)])
     state = init(key, params)
     with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
         restored = ckpt.restore_latest_good(state) if resume else None
@@ -429,9 +502,11 @@ def run_map_elites(
             if os.path.exists(metrics_path):
                 os.remove(metrics_path)
             ckpt.save(0, state)
-        generation = int(state.generation)
+        generation = int(np.max(state.generation))
         log.info(
-            "MAP-Elites: %d classes, population %d, %d generations, %d device(s) -> %s",
+            "MAP-Elites: %d run(s), %d classes, population %d, %d generations, "
+            "%d device(s) -> %s",
+            num_runs,
             num_classes,
             population,
             num_generations,
@@ -446,16 +521,18 @@ def run_map_elites(
             state, m = run_chunk(state, params, n)
             m = jax.device_get(m)
             dt = time.perf_counter() - t0
-            generation = int(state.generation)
+            generation = int(np.max(state.generation))
             row = {
                 "generation": generation,
-                "min": float(m["min"][-1]),
-                "median": float(m["median"][-1]),
-                "max": float(m["max"][-1]),
-                "num_at_least_0.99": int(m["num_at_least_0.99"][-1]),
-                "num_at_least_0.9999": int(m["num_at_least_0.9999"][-1]),
+                "min": float(np.min(m["min"][-1])),
+                "median": float(np.median(m["median"][-1])),
+                "max": float(np.max(m["max"][-1])),
+                **{
+                    k: _count(m[k][-1])
+                    for k in ("num_at_least_0.99", "num_at_least_0.9999")
+                },
                 "generations_per_second": n / dt,
-                "evaluations_per_second": n * population / dt,
+                "evaluations_per_second": n * population * num_runs / dt,
             }
             append_jsonl(metrics_path, row)
             log.info(
@@ -487,6 +564,11 @@ def run_map_elites(
     )
 
 
+def _count(c):
+    """A class count of one run (int), or its mean over many runs (float)."""
+    return int(c) if np.ndim(c) == 0 else float(np.mean(c))
+
+
 def _write_archive_page(workdir, class_names, conf, found_at) -> None:
     """``archive.html``: every class's elite, most confident first (for 1000
     classes, where one grid picture would be unreadable)."""
@@ -511,6 +593,31 @@ def _write_archive_page(workdir, class_names, conf, found_at) -> None:
     atomic_write_text(os.path.join(workdir, "archive.html"), page)
 
 
+def _run_stats(conf, found_at, first_all, seed) -> dict:
+    """The per-run part of the summary: ``conf``/``found_at`` ``[K]``."""
+    return {
+        "seed": seed,
+        "confidence": [float(c) for c in conf],
+        "found_at_generation": [int(g) for g in found_at],
+        "median_confidence": float(np.median(conf)),
+        "num_classes_at_least": {
+            str(t): int(np.sum(conf >= t)) for t in (0.9, 0.99, 0.9999)
+        },
+        "first_generation_all_at_least": {
+            str(t): (int(g) if g >= 0 else None)
+            for t, g in zip(me.THRESHOLDS, first_all, strict=True)
+        },
+    }
+
+
+def _median_first(gs):
+    """Median generation over runs; a run that never got there counts as
+    later than any that did (``None`` if the median run did not)."""
+    big = 2**62
+    m = statistics.median([big if g is None else g for g in gs])
+    return None if m >= big else m
+
+
 def _finish(
     state,
     *,
@@ -525,19 +632,33 @@ def _finish(
     layout,
 ) -> dict:
     archive = jax.device_get(state.archive)
-    fitness = np.asarray(archive.fitness)
-    conf = np.where(np.isfinite(fitness), np.exp(fitness), 0.0)
-    imgs = np.asarray(jax.jit(jax.vmap(encoding.decode))(state.archive.genomes))
+    k_all = len(class_names)
+    fitness = np.asarray(archive.fitness).reshape(-1, k_all)  # [R, K]
+    num_runs = len(fitness)
+    conf_all = np.where(np.isfinite(fitness), np.exp(fitness), 0.0)
+    genomes = state.archive.genomes
+    if num_runs > 1:  # [R, K, ...] -> [R * K, ...]
+        genomes = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), genomes)
+    imgs_all = np.asarray(jax.jit(jax.vmap(encoding.decode))(genomes))
+    imgs_all = imgs_all.reshape(num_runs, k_all, *imgs_all.shape[1:])
     occupied = np.isfinite(fitness)
     save_artifact(
         workdir,
-        imgs[occupied],
-        np.nonzero(occupied)[0],
-        conf[occupied],
+        imgs_all[occupied],
+        np.nonzero(occupied)[1],
+        conf_all[occupied],
         kind="fooling",
         model=str(config.get("model")),
         weights=str(config.get("weights")),
     )
+    found_all = np.asarray(archive.found_at).reshape(num_runs, k_all)
+    first_all = np.asarray(state.first_all).reshape(num_runs, -1)
+    runs = [
+        _run_stats(conf_all[r], found_all[r], first_all[r], seed + r)
+        for r in range(num_runs)
+    ]
+    conf, imgs = conf_all[0], imgs_all[0]  # the pictures show run 0
+    generation = int(np.max(state.generation))
     classes_dir = os.path.join(workdir, "classes")
     os.makedirs(classes_dir, exist_ok=True)
     for k, name in enumerate(class_names):
@@ -545,20 +666,33 @@ def _finish(
         imageio.save_png(
             os.path.join(classes_dir, f"{k:04d}_{safe}.png"), imgs[k], min_size=112
         )
-    k_all = len(class_names)
     shown = np.arange(k_all)
     if k_all > max_grid:  # evenly spaced sample; every class has its own PNG
         shown = np.linspace(0, k_all - 1, max_grid).round().astype(int)
     titles = [f"{class_names[k][:17]}\n{100 * conf[k]:.5f}%" for k in shown]
+    run0 = f" (run 0 of {num_runs})" if num_runs > 1 else ""
     imageio.save_grid(
         os.path.join(workdir, "archive.png"),
         imgs[shown],
         titles,
         ncols=5 if len(shown) <= 10 else 10,
-        suptitle=f"elites after {int(state.generation)} generations",
+        suptitle=f"elites after {generation} generations{run0}",
     )
+    if num_runs > 1 and k_all <= 20:
+        shown_runs = min(num_runs, 20)
+        imageio.save_grid(
+            os.path.join(workdir, "runs.png"),
+            imgs_all[:shown_runs].reshape(-1, *imgs.shape[1:]),
+            [
+                f"{class_names[k][:8]} (seed {seed + r})\n{100 * conf_all[r, k]:.3f}%"
+                for r in range(shown_runs)
+                for k in range(k_all)
+            ],
+            ncols=k_all,
+            suptitle=f"elites of runs 0..{shown_runs - 1} (seed {seed}..)",
+        )
     if k_all > max_grid:
-        _write_archive_page(workdir, class_names, conf, archive.found_at)
+        _write_archive_page(workdir, class_names, conf, found_all[0])
     rows = _read_metrics(os.path.join(workdir, METRICS))
     if rows:
         gens = [r["generation"] for r in rows]
@@ -570,20 +704,10 @@ def _finish(
             ylabel="elite confidence",
             title="MAP-Elites elite confidence over classes",
         )
-    first = [int(g) for g in np.asarray(state.first_all)]
     summary = {
-        "confidence": [float(c) for c in conf],
+        **{k: v for k, v in runs[0].items() if k != "seed"},
         "class_names": list(class_names),
-        "found_at_generation": [int(g) for g in np.asarray(archive.found_at)],
-        "generations": int(state.generation),
-        "median_confidence": float(np.median(conf)),
-        "num_classes_at_least": {
-            str(t): int(np.sum(conf >= t)) for t in (0.9, 0.99, 0.9999)
-        },
-        "first_generation_all_at_least": {
-            str(t): (g if g >= 0 else None)
-            for t, g in zip(me.THRESHOLDS, first, strict=True)
-        },
+        "generations": generation,
         "wall_seconds": time.time() - t_start,
         "model": config.get("model"),
         "seed": seed,
@@ -593,6 +717,27 @@ def _finish(
         "eval_batch": layout.eval_batch,
         **summary_extra,
     }
+    if num_runs > 1:
+        # pooled over runs: the keys of one run mean "over all runs' elites"
+        summary.update(
+            {
+                "num_runs": num_runs,
+                "runs": runs,
+                "confidence": [r["confidence"] for r in runs],
+                "found_at_generation": [r["found_at_generation"] for r in runs],
+                "median_confidence": float(np.median(conf_all)),
+                "num_classes_at_least": {
+                    t: statistics.median(r["num_classes_at_least"][t] for r in runs)
+                    for t in runs[0]["num_classes_at_least"]
+                },
+                "first_generation_all_at_least": {
+                    t: _median_first(
+                        [r["first_generation_all_at_least"][t] for r in runs]
+                    )
+                    for t in runs[0]["first_generation_all_at_least"]
+                },
+            }
+        )
     write_summary(workdir, summary)
     log.info(
         "done: %d generations, median confidence %.6f, %d/%d classes >= 0.9999, "
@@ -600,7 +745,7 @@ def _finish(
         summary["generations"],
         summary["median_confidence"],
         summary["num_classes_at_least"]["0.9999"],
-        len(conf),
+        k_all,
         summary["wall_seconds"],
         workdir,
     )

@@ -198,6 +198,7 @@ def fit(
     cfg.validate()
     opt = make_optimizer(cfg, (len(labels) // batch_size) * epochs)
     step = make_train_step(make_loss_fn(logits_fn, weight_decay=weight_decay), opt)
+    params = jax.tree_util.tree_map(jnp.array, params)  # the steps donate a copy
     state = TrainState(params, opt.init(params))
     images_dev, labels_dev = jnp.asarray(images_u8), jnp.asarray(labels, jnp.int32)
     key = jax.random.key(seed)
