@@ -12,7 +12,9 @@ Models come from the zoo (``fooljax.train.zoo``; trained on first use into
 minute on the 2-core CPU once the zoo is trained (8 with the training). The
 whole epsilon curve is one vmapped FGSM call per batch. Writes summary.json
 (``epsilon``, ``models: {name: {error, mean_confidence, ...}}``),
-fgsm_error_vs_epsilon.png, fgsm_examples.png.
+fgsm_error_vs_epsilon.png, fgsm_examples.png, and the FGSM(``--epsilon``)
+images of each model as ``artifact_<name>.npz`` (``artifact.npz`` for one
+model; a source for experiments.transfer as ``DIR:<name>``).
 """
 
 from fooljax.runs import gradient

@@ -203,13 +203,19 @@ class AdversarialPoolConfig(_Settings):
     )
     pool_size: int = opt(3000, "Adversarial examples regenerated every epoch.")
     pool_epsilon: float = opt(0.1, "FGSM epsilon of the pool (--pool_attack=fgsm).")
+    pool_search_steps: int = opt(2, "L-BFGS pool: values of c tried per image.")
+    pool_max_iterations: int = opt(10, "L-BFGS pool: iterations per solve.")
     eval_epsilon: float = opt(0.1, "FGSM epsilon of the fresh-example error.")
     num_test: int = opt(300, "Test images of the fresh adversarial examples.")
 
     def validate(self) -> None:
         super().validate()
         config.check_fields(
-            self, num_train=(1, MNIST_TRAIN), pool_size=(1, MNIST_TRAIN)
+            self,
+            num_train=(1, MNIST_TRAIN),
+            pool_size=(1, MNIST_TRAIN),
+            pool_search_steps=(1, None),
+            pool_max_iterations=(1, None),
         )
         check_epsilon(self.pool_epsilon, "pool_epsilon")
         check_epsilon(self.eval_epsilon, "eval_epsilon")
@@ -512,7 +518,12 @@ def _pool_fn(cfg: AdversarialPoolConfig, logits_fn, x, y, *, attacked: bool):
                 ]
             ), py
         targets = random_targets(jax.random.fold_in(k, 1), py, 10)
-        return cfg.attack(logits_fn, params, px, targets)["adversarial"], py
+        pool_cfg = dataclasses.replace(
+            cfg,
+            num_search_steps=cfg.pool_search_steps,
+            max_iterations=cfg.pool_max_iterations,
+        )
+        return pool_cfg.attack(logits_fn, params, px, targets)["adversarial"], py
 
     return pool
 
