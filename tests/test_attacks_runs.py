@@ -145,6 +145,7 @@ def test_every_gradient_run_leaves_artifacts(tmp_path, mnist_dir):
         wd,
     )
     assert sorted(list_artifacts(wd)) == ["a", "b"]
+    assert s["artifacts"] == {"a": "artifact_a.npz", "b": "artifact_b.npz"}
     art = load_artifact(f"{wd}:a")
     assert art["kind"] == "adversarial" and art["model"] == "lenet"
     assert art["weights"] == "default"

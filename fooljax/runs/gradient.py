@@ -182,6 +182,13 @@ def zoo_weights(zoo_name: str, zoo_dir: str) -> str:
     return os.path.join(zoo_dir, zoo_name, "params.npz")
 
 
+def _artifact_names(named: dict) -> dict[str, str]:
+    """``{shown name: artifact file}`` of a run over the models ``named``."""
+    if len(named) == 1:
+        return {next(iter(named)): artifact_file()}
+    return {s: artifact_file(s) for s in named}
+
+
 def _adversarial_artifact(wd, name, images, y, probs, *, model, zoo_dir):
     """``artifact_<name>.npz`` (``artifact.npz`` when ``name`` is None): the
     adversarial ``images`` of zoo ``model`` with their true labels ``y`` and
@@ -270,6 +277,7 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
         {
             "epsilon": epsilon,
             "num_images": int(len(x)),
+            "artifacts": _artifact_names(named),
             "models": results,
             "wall_seconds": time.time() - t0,
         }
@@ -427,6 +435,7 @@ def run_lbfgs_tables(
             "table2_distortion": table2_distortion,
             "table2_columns": list(columns),
             "num_images": int(len(x)),
+            "artifacts": _artifact_names(named),
             "targets": f"uniformly random label != true label, seed {cfg.seed}",
             "wall_seconds": time.time() - t0,
         }
@@ -515,6 +524,7 @@ def run_adversarial_training(
             / max(a["adversarial_error"], 1e-12),
             "clean_error_change_points": 100 * (a["clean_error"] - b["clean_error"]),
             "num_images": int(len(x)),
+            "artifacts": {n: artifact_file(n) for n in (cfg.model, after_name)},
             "paper": {
                 "model": "maxout",
                 **GOODFELLOW_ADVERSARIAL_TRAINING,
