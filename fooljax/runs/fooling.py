@@ -322,18 +322,13 @@ def seed_study(seeds, workdir: str, **overrides) -> dict:
             flush=True,
         )
 
-    def median(gs):
-        big = 10**9
-        m = statistics.median([g if g is not None else big for g in gs])
-        return None if m >= big else m
-
     return {
         "encoding": cfg.encoding,
         "encoding_options": dict(cfg.encoding_options),
         "first_all_0.9999": firsts,
-        "median_first_all_0.9999": median(firsts),
+        "median_first_all_0.9999": median_first(firsts),
         "first_all_0.99": firsts99,
-        "median_first_all_0.99": median(firsts99),
+        "median_first_all_0.99": median_first(firsts99),
         "min_confidence_at_end": mins,
         "median_min_confidence_at_end": statistics.median(mins),
         **{
@@ -610,12 +605,12 @@ def _run_stats(conf, found_at, first_all, seed) -> dict:
     }
 
 
-def _median_first(gs):
-    """Median generation over runs; a run that never got there counts as
-    later than any that did (``None`` if the median run did not)."""
-    big = 2**62
-    m = statistics.median([big if g is None else g for g in gs])
-    return None if m >= big else m
+def median_first(gs) -> float | None:
+    """Median generation over runs (``None`` / negative: never reached, counted
+    as later than any that did); ``None`` when the median run did not get
+    there (with an even count, when either middle run did not)."""
+    m = float(np.median([np.inf if g is None or g < 0 else g for g in gs]))
+    return None if not np.isfinite(m) else m
 
 
 def _finish(
@@ -731,7 +726,7 @@ def _finish(
                     for t in runs[0]["num_classes_at_least"]
                 },
                 "first_generation_all_at_least": {
-                    t: _median_first(
+                    t: median_first(
                         [r["first_generation_all_at_least"][t] for r in runs]
                     )
                     for t in runs[0]["first_generation_all_at_least"]

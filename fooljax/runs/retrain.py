@@ -77,6 +77,7 @@ class RetrainConfig:
     dataset: str = opt("mnist", "Training data: mnist or cifar10.")
     data_dir: str | None = opt(None, "Dataset directory (default: $FOOLJAX_DATA).")
     data_source: str = opt("auto", "How the dataset is stored (see data/).")
+    num_train_examples: int = opt(0, "Train on the first N images only (0 = all).")
     encoding: str = opt("direct", "Genome encoding: direct or cppn.")
     encoding_options: tuple = ()  # the --cppn_* flags, filled by from_flags
     iterations: int = opt(15, "Networks DNN_1..DNN_N evolved against (paper ~15).")
@@ -105,6 +106,7 @@ class RetrainConfig:
         config.check_fields(
             self,
             iterations=(1, None),
+            num_train_examples=(0, None),
             first_images=(1, None),
             images_per_iteration=(1, None),
             population=(2, None),
@@ -167,12 +169,7 @@ def evolution_stats(confidence: np.ndarray, first_all: np.ndarray) -> dict:
             for t in THRESHOLDS
         },
     }
-    med = {}
-    for j, t in enumerate(THRESHOLDS):
-        g = first_all[:, j]
-        # runs that never got there count as later than any that did
-        m = np.median(np.where(g < 0, np.iinfo(np.int32).max, g))
-        med[t] = None if m >= np.iinfo(np.int32).max else float(m)
+    med = {t: fooling.median_first(first_all[:, j]) for j, t in enumerate(THRESHOLDS)}
     out["median_first_generation_all_at_least"] = med
     return out
 
@@ -183,6 +180,8 @@ def _load_data(cfg: RetrainConfig):
         kw["source"] = "idx"
     x, y = data.load_dataset(cfg.dataset, "train", **kw)
     xt, yt = data.load_dataset(cfg.dataset, "test", **kw)
+    if cfg.num_train_examples:
+        x, y = x[: cfg.num_train_examples], y[: cfg.num_train_examples]
     return x, np.asarray(y, np.int32), xt, np.asarray(yt, np.int32)
 
 
@@ -352,12 +351,21 @@ class _Loop:
         }
 
 
-def run(cfg: RetrainConfig, workdir: str, *, overwrite: bool = False) -> dict:
-    """Runs (or resumes) the retraining loop; returns the summary."""
+def run(
+    cfg: RetrainConfig,
+    workdir: str,
+    *,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+) -> dict:
+    """Runs (or resumes) the retraining loop; returns the summary.
+    ``stop_after``: stop unfinished after that many iterations (tests)."""
     t0 = time.time()
     loop = _Loop(cfg, workdir, overwrite)
     rows = loop.rows
     for i in range(len(rows) + 1, cfg.iterations + 1):
+        if stop_after is not None and i > stop_after:
+            return {"stopped_after": stop_after}
         logits_fn, params, _ = loop.network(i)
         evolved = loop.evolve(i, logits_fn, params)
         train_s = None
