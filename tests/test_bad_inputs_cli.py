@@ -222,6 +222,22 @@ TRANSFER = [
     (["--sources={finished}", "--batch_size=0", W], r"batch_size"),
     (["--sources={finished}", "--models=", W], r"--models"),
 ]
+RETRAIN = [
+    (["--iterations=0", W], r"iterations"),
+    (["--population=1", W], r"population"),
+    (["--measure_runs=0", W], r"measure_runs"),
+    (["--num_train_examples=-1", W], r"num_train_examples"),
+    (["--learning_rate=nan", W], r"learning_rate"),
+    (["--train_from=bogus", W], r"train_from"),
+    (["--dataset=bogus", W], r"dataset"),
+    (["--model=nonexistent_net", W], r"nonexistent_net"),
+    (["--weights=/nonexistent/x.npz", W], r"x\.npz"),
+    (["--model=mobilenet_v1_025", "--weights=init", W], r"num_classes field"),
+    (["--data_dir=/nonexistent/mnist", W], r"/nonexistent/mnist"),
+    (["--encoding=cppn", "--cppn_max_nodes=2", W], r"max_nodes"),
+    _data(["--dataset=cifar10", W], r"takes"),
+    _data(["--workdir={finished}"], r"finished"),
+]
 
 ENTRY_POINTS = {
     "mnist_direct": ("fooling.main", FOOLING),
@@ -238,6 +254,7 @@ ENTRY_POINTS = {
     "imagenet_cppn": ("fooling.main", IMAGENET),
     "scripts.render_cppn": ("m.main", RENDER),
     "transfer": ("transfer.main", TRANSFER),
+    "fooling_retrain": ("m.retrain.main", RETRAIN),
 }
 
 
