@@ -142,6 +142,7 @@ def test_adversarial_pool_tiny(tmp_path, mnist_dir, attack):
         * (rows["adversarial_pool"]["test_error"] - rows["clean_pool"]["test_error"])
     )
     assert s["paper"]["weight_decay_only_test_error"] == 0.016
+    assert s["test_error_change_stderr_points"] > 0
     # the pool is made against the current network: it differs from the clean
     # subset, and the control's pool is the subset itself
     x = np.random.default_rng(0).uniform(size=(256, 28, 28, 1)).astype(np.float32)

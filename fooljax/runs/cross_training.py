@@ -590,6 +590,15 @@ def run_pool(
         {
             "models": rows,
             "test_error_change_points": 100 * (a["test_error"] - c["test_error"]),
+            # binomial standard error of that difference (two independent
+            # error rates on the same 10,000 test images: an upper bound)
+            "test_error_change_stderr_points": 100
+            * float(
+                np.sqrt(
+                    sum(r["test_error"] * (1 - r["test_error"]) for r in (a, c))
+                    / len(y_test)
+                )
+            ),
             "pool_lowers_test_error": a["test_error"] < c["test_error"],
             "pool_attack": cfg.pool_attack,
             "pool_size": cfg.pool_size,
