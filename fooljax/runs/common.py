@@ -177,6 +177,11 @@ def _artifact_path(source: str) -> str:
     if not os.path.exists(source) and ":" in source:
         source, name = source.rsplit(":", 1)
     if os.path.isfile(source):
+        base = os.path.basename(source)
+        if not (base.startswith("artifact") and base.endswith(".npz")):
+            raise FooljaxError(
+                f"source {source} is a file, not a work directory or an artifact*.npz"
+            )
         workdir, path = os.path.dirname(source) or ".", source
     else:
         workdir, path = source, None
