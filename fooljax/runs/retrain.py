@@ -197,13 +197,7 @@ class _Loop:
         self.wide = models.classifier_with_classes(
             cfg.model, self.n + 1, preprocess=cfg.preprocess, seed=cfg.seed
         )
-        self.x, self.y, self.xt, self.yt = _load_data(cfg)
         shape = tuple(self.base.input_shape)
-        if self.x.shape[1:] != shape:
-            raise FooljaxError(
-                f"{cfg.dataset} images are {self.x.shape[1:]}, model '{cfg.model}' "
-                f"takes {shape}"
-            )
         self.encoding, _ = make_encoding(
             cfg.encoding,
             shape,
@@ -211,6 +205,12 @@ class _Loop:
             mutation_eta=cfg.mutation_eta,
             options=dict(cfg.encoding_options),
         )
+        self.x, self.y, self.xt, self.yt = _load_data(cfg)
+        if self.x.shape[1:] != shape:
+            raise FooljaxError(
+                f"{cfg.dataset} images are {self.x.shape[1:]}, model '{cfg.model}' "
+                f"takes {shape}"
+            )
         self.wd = Workdir(workdir, cfg, overwrite=overwrite)
         self.rows = self.wd.load_json("iterations.json").get("iterations", [])
 
