@@ -38,6 +38,28 @@ def run_case(main, prog, args):
     return {"code": code, "stderr": err.getvalue(), "traceback": tb}
 
 
+def run_in_subprocess(module, main_expr, argvs, tmp_path, env):
+    """Runs every argv of ``argvs`` through ``main_expr`` of ``module`` in one
+    fresh interpreter (this module as ``-m``); returns ``run_case``'s dicts."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cases_json, out_json = tmp_path / "cases.json", tmp_path / "out.json"
+    cases_json.write_text(json.dumps(argvs))
+    r = subprocess.run(
+        [sys.executable, "-m", "tests.cli_harness", module, main_expr]
+        + [str(cases_json), str(out_json)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(out_json.read_text())
+
+
 def main():
     module, main_expr, cases_path, out_path = sys.argv[1:5]
     namespace = {k: getattr(runs, k) for k in dir(runs) if not k.startswith("_")}

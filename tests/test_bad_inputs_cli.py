@@ -7,16 +7,14 @@ resets the flags between them), so the corpus stays fast.
 """
 
 import hashlib
-import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from fooljax import models
+from tests.cli_harness import run_in_subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -271,22 +269,10 @@ def test_bad_command_lines(name, files, tmp_path):
         [a.replace("{dir}/w", f"{{dir}}/{name}_w{i}").format(**files) for a in args]
         for i, (args, _) in enumerate(cases)
     ]
-    cases_json, out_json = tmp_path / "cases.json", tmp_path / "out.json"
-    cases_json.write_text(json.dumps(argvs))
     before = _snapshot(files["dir"])
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("FOOLJAX_UNSET_VARIABLE", None)
-    r = subprocess.run(
-        [sys.executable, "-m", "tests.cli_harness", _module(name), main_expr]
-        + [str(cases_json), str(out_json)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    results = json.loads(out_json.read_text())
+    results = run_in_subprocess(_module(name), main_expr, argvs, tmp_path, env)
     problems = []
     for argv, (_, pattern), res in zip(argvs, cases, results, strict=True):
         lines = [ln for ln in res["stderr"].splitlines() if ln.strip()]

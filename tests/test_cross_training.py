@@ -1,11 +1,8 @@
 """Szegedy et al. Tables 3-4 (cross-training-set) and the adversarial-pool
 training on tiny settings: end to end, resume, bad input through the CLI."""
 
-import json
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 from fooljax.errors import FooljaxError
 from fooljax.runs import cross_training as ct
 from fooljax.runs.common import Workdir, list_artifacts, load_artifact
+from tests.cli_harness import run_in_subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -213,21 +211,8 @@ def test_bad_command_lines_are_one_line(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     problems = []
     for (module, main), cases in by_module.items():
-        cases_json, out_json = tmp_path / "cases.json", tmp_path / "out.json"
-        cases_json.write_text(json.dumps([c[0] for c in cases]))
-        r = subprocess.run(
-            [sys.executable, "-m", "tests.cli_harness", module, main]
-            + [str(cases_json), str(out_json)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
-        for (argv, pattern, i), res in zip(
-            cases, json.loads(out_json.read_text()), strict=True
-        ):
+        results = run_in_subprocess(module, main, [c[0] for c in cases], tmp_path, env)
+        for (argv, pattern, i), res in zip(cases, results, strict=True):
             errors = [ln for ln in res["stderr"].splitlines() if ln.startswith("error")]
             if res["code"] != 2 or res["traceback"] or len(errors) != 1:
                 problems.append(f"{argv}: exit {res['code']}, {res['stderr'][-300:]}")
