@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fooljax import models
-from fooljax.attacks import fgsm, initial_images
+from fooljax.attacks import fgsm, initial_images, pgd
 from fooljax.errors import WorkdirError
 from fooljax.runs import gradient as runs
 from fooljax.runs.common import list_artifacts, load_artifact, load_mnist_test
@@ -58,6 +58,40 @@ def test_run_fgsm_keys_and_no_clobber(tmp_path, mnist_dir):
         assert os.path.getsize(os.path.join(wd, png)) > 0
     with pytest.raises(WorkdirError):
         runs.run_fgsm(cfg, wd)
+
+
+def test_run_pgd_artifact_matches_pgd(tmp_path, mnist_dir):
+    """``--method=pgd``: the artifact holds ``attacks.pgd``'s images at
+    ``epsilon`` and the summary's error is theirs; PGD beats FGSM on LeNet."""
+    wd = str(tmp_path / "pgd")
+    x, y = load_mnist_test(mnist_dir, 16)
+    s = runs.run_fgsm(
+        runs.FgsmConfig(
+            models="lenet",
+            method="pgd",
+            num_steps=3,
+            epsilon=0.2,
+            curve_epsilons=(0.0,),
+            num_images=16,
+            batch_size=16,
+            data_dir=mnist_dir,
+        ),
+        wd,
+    )
+    assert s["method"] == "pgd" and s["num_steps"] == 3
+    clf = models.load_classifier("lenet", "default")
+    want = pgd(clf.logits_fn, clf.params, x, y, epsilon=0.2, num_steps=3)
+    art = load_artifact(wd)
+    np.testing.assert_allclose(art["images"], want, atol=1e-6)
+    assert np.abs(art["images"] - x).max() <= 0.2 + 1e-6
+    _, pred = _source_probs(clf, art["images"], y)
+    row = s["models"]["lenet"]
+    assert row["error"] == pytest.approx(np.mean(pred != y))
+    assert row["curve"]["0"] == row["clean_error"]
+    _, pred_fgsm = _source_probs(
+        clf, fgsm(clf.logits_fn, clf.params, x, y, epsilon=0.2), y
+    )
+    assert row["error"] >= np.mean(pred_fgsm != y)
 
 
 def test_run_lbfgs_tables_keys(tmp_path, mnist_dir):

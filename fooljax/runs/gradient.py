@@ -29,6 +29,7 @@ from fooljax.attacks import (
     gradient_ascent,
     initial_images,
     lbfgs_attack,
+    pgd,
     random_targets,
 )
 from fooljax.attacks.common import check_epsilon
@@ -83,6 +84,28 @@ class FgsmConfig(MnistAttackConfig):
     curve_epsilons: tuple[float, ...] = opt(
         (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), "Epsilons of the error curve."
     )
+    method: str = opt(
+        "fgsm", "fgsm (one sign step) or pgd (iterated).", choices=("fgsm", "pgd")
+    )
+    num_steps: int = opt(10, "PGD: projected sign steps.")
+    random_start: bool = opt(False, "PGD: start from a uniform point of the ball.")
+    seed: int = opt(0, "PGD: seed of the random start.")
+
+    def validate(self) -> None:
+        super().validate()
+        config.check_fields(self, num_steps=(1, None))
+
+    def attack_record(self) -> dict:
+        """The attack's settings in the work directory's record; an FGSM run's
+        record is what it was before PGD existed, so those runs still resume."""
+        if self.method == "fgsm":
+            return {}
+        return dict(
+            method="pgd",
+            num_steps=self.num_steps,
+            random_start=self.random_start,
+            seed=self.seed,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,14 +178,24 @@ def _open(
     return wd, zoo_dir, x, y
 
 
-def fgsm_sweep(clf, x, y, epsilons, batch_size: int, keep: int = 0):
+def fgsm_sweep(clf, x, y, epsilons, batch_size: int, keep: int = 0, pgd_args=None):
     """FGSM at every epsilon in one vmapped call per batch: ``(probs [E, N, K],
-    the adversarial images at epsilons[keep] [N, H, W, C])``."""
+    the adversarial images at epsilons[keep] [N, H, W, C])``. With
+    ``pgd_args`` (``num_steps``, ``random_start``, ``key``) PGD instead, one
+    call per epsilon (its steps are host-driven, see ``attacks.pgd_step``)."""
     eps = jnp.asarray(epsilons, jnp.float32)
     sweep = jax.vmap(
         lambda e, xb, yb: fgsm(clf.logits_fn, clf.params, xb, yb, epsilon=e),
         in_axes=(0, None, None),
     )
+    if pgd_args is not None:
+
+        def sweep(_, xb, yb):
+            return [
+                pgd(clf.logits_fn, clf.params, xb, yb, epsilon=e, **pgd_args)
+                for e in epsilons
+            ]
+
     probs, kept = [], []
     for i in range(0, len(x), batch_size):
         xa = sweep(eps, x[i : i + batch_size], y[i : i + batch_size])
@@ -212,7 +245,13 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
     curve = sorted({check_epsilon(e) for e in cfg.curve_epsilons} | {epsilon})
     named = parse_model_list(cfg.models)
     record = dict(models=named, epsilon=epsilon, curve_epsilons=curve)
+    record.update(cfg.attack_record())
     wd, zoo_dir, x, y = _open(cfg, workdir, overwrite, record, named.values())
+    pgd_args = None
+    if cfg.method == "pgd":
+        key = jax.random.key(cfg.seed)
+        pgd_args = dict(num_steps=cfg.num_steps, random_start=cfg.random_start, key=key)
+    attack_name = cfg.method.upper()
     t0 = time.time()
     results = wd.load_json("partial.json")
     examples = {}
@@ -227,7 +266,9 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
         clf = zoo(zoo_name, zoo_dir, cfg.data_dir)
         check_differentiable(clf.logits_fn, clf.params, x[:4], y[:4])
         clean = predict(clf.logits_fn, clf.params, x)
-        probs, adv = fgsm_sweep(clf, x, y, curve, cfg.batch_size, keep=at)
+        probs, adv = fgsm_sweep(
+            clf, x, y, curve, cfg.batch_size, keep=at, pgd_args=pgd_args
+        )
         _adversarial_artifact(
             wd, art, adv, y, probs[at], model=zoo_name, zoo_dir=zoo_dir
         )
@@ -242,10 +283,11 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
         row.update(error_and_confidence(probs[at], y))
         examples[shown] = adv[:10]
         wd.save_npy(f"examples_{shown}.npy", examples[shown])
-        if shown in GOODFELLOW_FGSM:
+        if shown in GOODFELLOW_FGSM and cfg.method == "fgsm":
             row["paper_error"], row["paper_mean_confidence"] = GOODFELLOW_FGSM[shown]
         log.info(
-            "fgsm %s: eps %.3g error %.4f mean confidence %.4f (clean %.4f)",
+            "%s %s: eps %.3g error %.4f mean confidence %.4f (clean %.4f)",
+            cfg.method,
             shown,
             epsilon,
             row["error"],
@@ -264,8 +306,8 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
             for name, r in results.items()
         },
         xlabel="epsilon (pixels in [0, 1])",
-        ylabel="test error under FGSM (%)",
-        title="MNIST, FGSM",
+        ylabel=f"test error under {attack_name} (%)",
+        title=f"MNIST, {attack_name}",
     )
     save_grid_png(
         wd.file("fgsm_examples.png"),
@@ -275,6 +317,8 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
     )
     return wd.finish(
         {
+            "method": cfg.method,
+            **cfg.attack_record(),
             "epsilon": epsilon,
             "num_images": int(len(x)),
             "artifacts": _artifact_names(named),
