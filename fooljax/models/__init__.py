@@ -10,7 +10,15 @@ user's own Flax model plugs in directly with
 from fooljax.io.params import flatten_params, load_params_npz, save_params_npz
 
 # Importing a family module registers its models.
-from fooljax.models import alexnet, cifar_nets, keras_cifar, lenet, mlp, mobilenet
+from fooljax.models import (
+    alexnet,
+    cifar_nets,
+    keras_cifar,
+    lenet,
+    mlp,
+    mobilenet,
+    rbf,
+)
 from fooljax.models.loading import (
     classifier_with_classes,
     load_classifier,
@@ -49,6 +57,7 @@ __all__ = [
     "mobilenet",
     "model_names",
     "pretrained_metadata",
+    "rbf",
     "register",
     "register_family",
     "save_params_npz",
