@@ -229,3 +229,15 @@ def test_cli_bad_sources_exit_with_one_line(tmp_path):
         assert r["code"] != 0 and not r["traceback"], r
         assert len(errors) == 1 and want in errors[0], r["stderr"]
         assert not os.path.exists(tmp_path / f"w{i}")
+
+
+def test_perturbation_stats_by_hand():
+    x = np.zeros((2, 4, 4, 3), np.float32)
+    adv = x.copy()
+    adv[0, 1, 1] = [0.3, 0.4, 0.0]  # one pixel, L2 0.5, L-inf 0.4
+    adv[1, 0, 0, 0] = 1.0  # not fooled below: excluded from the means
+    probs = np.array([[0.1, 0.9], [0.8, 0.2]])
+    s = opa.perturbation_stats(x, adv, np.array([0, 0]), probs)
+    assert s["success_rate"] == 0.5 and s["mean_l0"] == 1.0 and s["max_l0"] == 1
+    assert s["mean_l2"] == pytest.approx(0.5) and s["mean_linf"] == pytest.approx(0.4)
+    assert s["mean_confidence"] == pytest.approx(0.9)

@@ -251,7 +251,12 @@ def _plot_heatmaps(path: str, out: dict) -> None:
         im = ax.imshow(frac, vmin=0, vmax=1, cmap="viridis")
         names = r["class_names"]
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
+        per_row = np.max(r["attempts"], axis=1)  # images of each original class
+        ax.set_yticks(
+            range(len(names)),
+            [f"{c} (n={m})" for c, m in zip(names, per_row, strict=True)],
+            fontsize=8,
+        )
         ax.set_xlabel("target class")
         ax.set_ylabel("original class")
         for (i, j), v in np.ndenumerate(frac):
@@ -326,6 +331,11 @@ class OnePixelCompareConfig:
     lsa_perturbation: float = opt(1.5, "LSA CYCLIC multiplier r (1.5).")
     lsa_probe: float = opt(10.0, "LSA probe value p (foolbox: 10).")
     lsa_batch: int = opt(10, "Images per compiled LSA call.")
+    max_images: str = opt(
+        "",
+        "Per-model cap MODEL=N,... on the images attacked (the first N of the "
+        "source run's, every method alike); empty: all.",
+    )
     data_dir: str | None = opt(None, "Data directory (default: the source run's).")
     seed: int = opt(0, "Random seed (LSA's seed pixels).")
 
@@ -345,6 +355,7 @@ class OnePixelCompareConfig:
                 "--sources names no non-targeted one-pixel work directory"
             )
         self.pixel_counts()
+        self.image_caps()
 
     def pixel_counts(self) -> list[int]:
         try:
@@ -358,6 +369,20 @@ class OnePixelCompareConfig:
                 f"--fgsm_pixels must list counts >= 1, got {self.fgsm_pixels!r}"
             )
         return ks
+
+    def image_caps(self) -> dict[str, int]:
+        caps = {}
+        for item in _items(self.max_images):
+            name, _, n = item.partition("=")
+            try:
+                caps[name.strip()] = int(n)
+            except ValueError:
+                raise FooljaxError(
+                    f"--max_images must be MODEL=N,..., got {self.max_images!r}"
+                ) from None
+            if caps[name.strip()] < 1:
+                raise FooljaxError(f"--max_images counts must be >= 1, got {item!r}")
+        return caps
 
     def lsa_config(self) -> ls.LocalSearchConfig:
         return ls.LocalSearchConfig(
@@ -433,15 +458,19 @@ def compare(cfg: OnePixelCompareConfig, workdir: str, *, overwrite=False) -> dic
     lsa_cfg = cfg.lsa_config()
     wd = Workdir(workdir, cfg, overwrite=overwrite)
     methods: dict[str, dict] = {}
+    num_images: dict[str, int] = {}
     for (model, weights), srcs in nets.items():
         clf = models.load_classifier(model, weights)
         lsa_cfg.validate(clf.input_shape)
         x, y, idx = _network_images(sources[srcs[0]], srcs[0], cfg.data_dir)
+        cap = cfg.image_caps().get(model, len(y))
         for s in srcs[1:]:
             if [r["dataset_index"] for r in sources[s]["rows"]] != idx.tolist():
                 raise FooljaxError(
                     f"sources {srcs[0]} and {s} attacked different images"
                 )
+        x, y, idx = x[:cap], y[:cap], idx[:cap]
+        num_images[model] = len(y)
         clean = predict(clf.logits_fn, clf.params, x, 100)
         log.info(
             "%s: %d images, clean accuracy %.3f",
@@ -454,10 +483,11 @@ def compare(cfg: OnePixelCompareConfig, workdir: str, *, overwrite=False) -> dic
             art = load_artifact(s)
             k_src = int(sources[s]["summary"].get("pixels", 0))
             adv = art["images"]
-            if adv.shape != x.shape:
+            if adv.shape[1:] != x.shape[1:] or len(adv) != len(sources[s]["rows"]):
                 raise FooljaxError(
-                    f"source {s}: artifact images {adv.shape} vs {x.shape}"
+                    f"source {s}: artifact.npz does not match its results.jsonl"
                 )
+            adv, src_rows = adv[:cap], sources[s]["rows"][:cap]
             row = perturbation_stats(
                 x, adv, y, predict(clf.logits_fn, clf.params, adv, 100)
             )
@@ -466,11 +496,9 @@ def compare(cfg: OnePixelCompareConfig, workdir: str, *, overwrite=False) -> dic
                     f"source {s}: its images differ from the reloaded ones in "
                     f"{row['max_l0']} > {k_src} pixels (another dataset?)"
                 )
-            row["mean_queries"] = float(
-                np.mean([r["queries"] for r in sources[s]["rows"]])
-            )
+            row["mean_queries"] = float(np.mean([r["queries"] for r in src_rows]))
             row["reported_success_rate"] = float(
-                np.mean([r["success"] for r in sources[s]["rows"]])
+                np.mean([r["success"] for r in src_rows])
             )
             row["population"] = sources[s]["summary"].get("population")
             row["max_generations"] = sources[s]["summary"].get("max_generations")
@@ -558,7 +586,7 @@ def compare(cfg: OnePixelCompareConfig, workdir: str, *, overwrite=False) -> dic
         {
             "methods": methods,
             "models": [m for m, _ in nets],
-            "num_images": {m: len(sources[s[0]]["rows"]) for (m, _), s in nets.items()},
+            "num_images": num_images,
             "lsa": dataclasses.asdict(lsa_cfg),
             "fgsm_epsilon": cfg.fgsm_epsilon,
             "perturbation_note": "L0 = pixels changed; L2, L-inf over all channels in "
