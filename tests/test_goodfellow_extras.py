@@ -210,3 +210,21 @@ def test_bad_command_lines_are_one_line(tmp_path):
         if os.path.exists(tmp_path / f"w{i}"):
             problems.append(f"{argv}: wrote its work directory")
     assert not problems, "\n".join(problems)
+
+
+def test_rubbish_run_end_to_end_and_resume(tmp_path):
+    # LeNet is embedded and the noise needs no data: runs without FOOLJAX_DATA
+    cfg = ge.RubbishConfig(
+        models="lenet", num_images=12, pgd_steps=2, batch_size=6, zoo_dir="unused"
+    )
+    summary = ge.run_rubbish(cfg, str(tmp_path / "r"))
+    row = summary["models"]["lenet"]
+    assert set(row) == {"noise", "fgsm", "pgd"}
+    assert row["pgd"]["mean_target_confidence"] > row["noise"]["mean_target_confidence"]
+    for png in ("rubbish_grid.png", "rubbish_fooled.png"):
+        assert os.path.getsize(tmp_path / "r" / png) > 0
+    with pytest.raises(FooljaxError, match="finished run"):
+        ge.run_rubbish(cfg, str(tmp_path / "r"))
+    os.remove(tmp_path / "r" / "summary.json")
+    again = ge.run_rubbish(cfg, str(tmp_path / "r"))  # resumes from partial.json
+    assert again["models"] == summary["models"]
