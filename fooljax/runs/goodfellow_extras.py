@@ -547,7 +547,7 @@ def run_rubbish(cfg: RubbishConfig, workdir: str, *, overwrite: bool = False) ->
         [[results[s][m]["fooled"] for m in methods] for s in named],
         rows=list(named),
         cols=methods,
-        title=f"noise images with target class >= {cfg.threshold:g} (eps {cfg.epsilon:g})",
+        title=f"fraction of noise images with p(target) >= {cfg.threshold:g}, eps {cfg.epsilon:g}",
     )
     return wd.finish(
         {
