@@ -53,16 +53,16 @@ RANDOM_GRID = "random_directions.png"
 
 @dataclasses.dataclass(frozen=True)
 class UnitSemanticsConfig:
-    model: str = opt("fc100_100_10", "Registered model name.")
+    model: str = opt("lenet", "Registered model name.")
     weights: str = opt(
-        "init", "Weights: default, a params.npz, a training work dir, a .h5, ..."
+        "default", "Weights: default, a params.npz, a training work dir, a .h5, ..."
     )
     preprocess: str = opt(
         "", "Preprocessing (empty: the model's own).", choices=("", *PREPROCESS_NAMES)
     )
     dataset: str = opt("mnist", "Dataset whose test split is searched.")
     data_dir: str | None = opt(None, "Dataset directory (default $FOOLJAX_DATA).")
-    layer: str = opt("fc1", "The model's own name of the layer (a submodule).")
+    layer: str = opt("ip1", "The model's own name of the layer (a submodule).")
     nonlinearity: str = opt(
         "relu", "Applied to the layer's output.", choices=("relu", "none")
     )
