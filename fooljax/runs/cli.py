@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 
+import jax
 from absl import app, flags
 from absl import logging as absl_logging
 
@@ -106,8 +107,6 @@ def configure_compilation_cache(path: str | None) -> str | None:
     compilations. Returns the directory in use, or ``None``. The cache is keyed
     by the program and the jax/XLA versions and device, so a hit is the
     executable a fresh compile would give: results do not change."""
-    import jax
-
     if path == "off":
         jax.config.update("jax_enable_compilation_cache", False)
         return None
