@@ -617,15 +617,40 @@ def save_bar_chart(path: str, networks: dict) -> None:
             [r["bound"] for r in rows],
             color=[colors.get(r["kind"], "black") for r in rows],
         )
+        bounds = [r["bound"] for r in rows]
         ax.set_yscale("log")
+        ax.set_ylim(min(min(bounds), 1.0) / 2, max(bounds) * 3)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xticks(xs, [r["name"] for r in rows], rotation=90, fontsize=6)
         ax.set_xlim(-0.6, len(rows) - 0.4)
         ax.set_ylabel("upper Lipschitz bound")
+        if len(rows) <= 30:
+            for x, b in zip(xs, bounds, strict=True):
+                ax.text(x, b * 1.08, f"{b:.3g}", ha="center", va="bottom", fontsize=6)
+        if s["blocks"]:
+            last = {r["block"]: i for i, r in enumerate(rows) if "block" in r}
+            ax.scatter(
+                [last[b["name"]] for b in s["blocks"]],
+                [b["bound"] for b in s["blocks"]],
+                marker="_",
+                s=120,
+                color="black",
+                zorder=3,
+                label="residual block: shortcut + prod(branch)",
+            )
+        weights = os.path.basename(s["weights"]) if s["weights"] else ""
+        lb = s["lbfgs"]
+        second = (
+            f"L-BFGS min ||r||_2 {lb['min_l2']:.3g} over {lb['num_images']} images; "
+            f"radius the product certifies: min {lb['certified_l2_min']:.2g}"
+            if lb.get("min_l2") is not None
+            else f"L-BFGS: {lb.get('skipped', 'no success')}"
+        )
         ax.set_title(
-            f"{name} ({s['model']}, {s['weights_note']}): product "
-            f"{s['product']:.3g}, from [0,1] images {s['product_from_images']:.3g}",
-            fontsize=9,
+            f"{name} ({s['model']}, {weights}; {s['weights_note']}): product "
+            f"{s['product']:.3g}, from [0,1] images {s['product_from_images']:.3g}"
+            f"\n{second}",
+            fontsize=8,
         )
         if s["model"] in ("alexnet", "bvlc_alexnet"):
             paper = SZEGEDY_TABLE5["layers"]
@@ -649,7 +674,7 @@ def save_bar_chart(path: str, networks: dict) -> None:
             labels + ax.get_legend_handles_labels()[1],
             fontsize=6,
             ncol=4,
-            loc="upper right",
+            loc="best",
         )
     axes[-1, 0].set_xlabel("layer (network order)")
     fig.tight_layout()
