@@ -116,6 +116,9 @@ def test_run_on_mnist(tmp_path, data_root):
         np.testing.assert_allclose(r["activations"], col[r["top_indices"]], rtol=1e-4)
         assert r["labels"] == [int(y[i]) for i in r["top_indices"]]
     assert 0 < s["coherence"]["random_images"] < s["coherence"]["unit"] <= 1
+    all_ = s["coherence_all"]
+    assert all_["num_units"] <= 500 and all_["num_directions"] == 200
+    assert s["coherence"]["random_images"] < all_["random"] <= 1
     on_disk = json.load(open(tmp_path / "w" / "summary.json"))
     assert on_disk["coherence"] == s["coherence"]
 

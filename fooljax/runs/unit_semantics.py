@@ -74,6 +74,11 @@ class UnitSemanticsConfig:
     )
     num_units: int = opt(8, "Units (natural basis vectors) shown.")
     num_directions: int = opt(8, "Random directions shown.")
+    num_measured_directions: int = opt(
+        200,
+        "Random directions in the coherence over many rows (every active unit "
+        "is measured too); the first num_directions of them are shown.",
+    )
     top_k: int = opt(8, "Images per unit / direction.")
     num_images: int = opt(0, "Test images searched (0: all).")
     batch_size: int = opt(500, "Images per forward call.")
@@ -84,6 +89,7 @@ class UnitSemanticsConfig:
             self,
             num_units=(0, None),
             num_directions=(0, None),
+            num_measured_directions=(0, None),
             top_k=(1, None),
             num_images=(0, None),
             batch_size=(1, None),
@@ -258,6 +264,13 @@ def majority_fraction(labels) -> float:
     return float(np.bincount(labels).max() / len(labels))
 
 
+def _mean_majority(indices, labels):
+    """``majority_fraction`` of each column of ``indices [k, M]``, averaged."""
+    if indices.shape[1] == 0:
+        return None
+    return float(np.mean([majority_fraction(labels[c]) for c in indices.T]))
+
+
 def chance_coherence(labels, k: int, *, seed: int, num_draws: int = 2000) -> float:
     """``majority_fraction`` of random k-subsets of ``labels``, averaged."""
     rng = np.random.default_rng(seed)
@@ -352,7 +365,8 @@ def run(cfg: UnitSemanticsConfig, workdir: str, *, overwrite: bool = False) -> d
     )
     dim = int(jax.eval_shape(features_fn, clf.params, x[:1]).shape[1])
     key = jax.random.key(cfg.seed)
-    directions = random_directions(jax.random.fold_in(key, 0), dim, cfg.num_directions)
+    num_dirs = max(cfg.num_directions, cfg.num_measured_directions)
+    directions = random_directions(jax.random.fold_in(key, 0), dim, num_dirs)
     found = search(
         features_fn, clf.params, x, directions, k=cfg.top_k, batch_size=cfg.batch_size
     )
@@ -404,9 +418,17 @@ def run(cfg: UnitSemanticsConfig, workdir: str, *, overwrite: bool = False) -> d
         "random": mean_majority(dir_rows),
         "random_images": chance_coherence(y, cfg.top_k, seed=cfg.seed),
     }
+    # the same measure over every active unit and all measured directions
+    coherence_all = {
+        "unit": _mean_majority(found["unit_indices"][:, active], y),
+        "random": _mean_majority(found["dir_indices"], y),
+        "num_units": int(active.size),
+        "num_directions": num_dirs,
+    }
     log.info(
         "layer %s (%d dims, %d active units): majority-label fraction of the "
-        "top %d: units %s, random directions %s, random images %.3f",
+        "top %d: units %s, random directions %s, random images %.3f; over all "
+        "%d units / %d directions: %s / %s",
         cfg.layer,
         dim,
         active.size,
@@ -414,6 +436,10 @@ def run(cfg: UnitSemanticsConfig, workdir: str, *, overwrite: bool = False) -> d
         coherence["unit"],
         coherence["random"],
         coherence["random_images"],
+        coherence_all["num_units"],
+        coherence_all["num_directions"],
+        coherence_all["unit"],
+        coherence_all["random"],
     )
     return wd.finish(
         {
@@ -427,6 +453,7 @@ def run(cfg: UnitSemanticsConfig, workdir: str, *, overwrite: bool = False) -> d
             "num_images": int(len(x)),
             "top_k": cfg.top_k,
             "coherence": coherence,
+            "coherence_all": coherence_all,
             "coherence_measure": (
                 "fraction of a row's top-k test images that share the row's "
                 "majority label, averaged over rows; random_images: the same for "
@@ -456,4 +483,10 @@ def main(argv) -> None:
     print(
         f"results in {FLAGS.workdir} (summary.json, {', '.join(summary['pictures'])})"
     )
-    print_json_line({"layer": summary["layer"], "coherence": summary["coherence"]})
+    print_json_line(
+        {
+            "layer": summary["layer"],
+            "coherence": summary["coherence"],
+            "coherence_all": summary["coherence_all"],
+        }
+    )
