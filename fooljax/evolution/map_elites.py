@@ -46,6 +46,7 @@ from fooljax.checks import (
 )
 from fooljax.encodings.base import Encoding
 from fooljax.errors import InputError
+from fooljax.evolution import emitters as em
 
 THRESHOLDS = (0.99, 0.9999)
 
@@ -258,25 +259,9 @@ def tell(archive: Archive, genomes, log_probs: jax.Array, generation) -> Archive
 def ask(
     key: jax.Array, archive: Archive, encoding: Encoding, population: int, generation
 ):
-    """``population`` offspring of parents drawn uniformly from occupied cells."""
-    k_parent, k_mate, k_cross, k_var = jax.random.split(key, 4)
-    occupied = archive.fitness > -jnp.inf
-    logits = jnp.where(occupied, 0.0, -jnp.inf)
-    parents = jax.random.categorical(k_parent, logits, shape=(population,))
-    genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
-    if encoding.crossover is not None and encoding.crossover_rate > 0:
-        mates = jax.random.categorical(k_mate, logits, shape=(population,))
-        others = jax.tree_util.tree_map(lambda a: a[mates], archive.genomes)
-        keys = jax.random.split(k_cross, population)
-        crossed = jax.vmap(encoding.crossover)(keys, genomes, others)
-        do = jax.random.bernoulli(k_mate, encoding.crossover_rate, (population,))
-        genomes = jax.tree_util.tree_map(
-            lambda c, g: jnp.where(do.reshape((-1,) + (1,) * (g.ndim - 1)), c, g),
-            crossed,
-            genomes,
-        )
-    keys = jax.random.split(k_var, population)
-    return jax.vmap(encoding.mutate, in_axes=(0, 0, None))(keys, genomes, generation)
+    """``population`` offspring of parents drawn uniformly from occupied cells
+    (``emitters.mutation_offspring``: SBX if the encoding has it, then mutation)."""
+    return em.mutation_offspring(key, archive, encoding, population, generation)
 
 
 def _update_first_all(first_all, fitness, generation):
@@ -333,12 +318,27 @@ def _propose(state: MapElitesState, encoding: Encoding, population: int):
     return ask(key, state.archive, encoding, population, generation)
 
 
-def _accept(state: MapElitesState, offspring, lp: jax.Array):
-    """Offers one run's scored ``offspring`` (leaves ``[P, ...]``, ``lp: [P, K]``)
-    to its archive as generation ``state.generation + 1``. Returns (state,
-    metrics): scalars, the elites' min/median/max probability and the counts of
-    elites >= 0.99 / 0.9999."""
+def _emit(state: MapElitesState, emitters, ctx_of):
+    """One run's offspring from a mix of ``emitters`` (keys as ``_propose``):
+    (offspring ``[P, ...]``, extra genomes ``[M, ...]`` or None, their log-probs
+    ``[M, K]`` or None); ``ctx_of(generation)`` is the emitters' context."""
     generation = state.generation + 1
+    key = jax.random.fold_in(state.key, generation)
+    return em.emit_all(emitters, key, state.archive, ctx_of(generation))
+
+
+def _accept(state: MapElitesState, offspring, lp: jax.Array, extra=None, extra_lp=None):
+    """Offers one run's scored ``offspring`` (leaves ``[P, ...]``, ``lp: [P, K]``)
+    and any ``extra`` genomes the emitters scored themselves (after them) to its
+    archive as generation ``state.generation + 1``. Returns (state, metrics):
+    scalars, the elites' min/median/max probability and the counts of elites >=
+    0.99 / 0.9999."""
+    generation = state.generation + 1
+    if extra is not None:
+        offspring = jax.tree_util.tree_map(
+            lambda a, b: jnp.concatenate([a, b]), offspring, extra
+        )
+        lp = jnp.concatenate([lp, extra_lp])
     archive = tell(state.archive, offspring, lp, generation)
     first_all = _update_first_all(state.first_all, archive.fitness, generation)
     probs = jnp.exp(archive.fitness)
@@ -397,13 +397,31 @@ def _init_runs(
 
 
 def _step_runs(
-    many, state, params, log_probs_fn, encoding, population, layout=SINGLE_DEVICE
+    many,
+    state,
+    params,
+    log_probs_fn,
+    encoding,
+    population,
+    layout=SINGLE_DEVICE,
+    emitters=None,
 ):
     """``step`` (``many`` False) and ``step_many``."""
     check_int("population", population, 1)
-    offspring = _runs(many)(lambda s: _propose(s, encoding, population))(state)
+    if em.is_default(emitters, population):
+        offspring = _runs(many)(lambda s: _propose(s, encoding, population))(state)
+        lp = _score_runs(many, log_probs_fn, params, encoding, offspring, layout)
+        return _runs(many)(_accept)(state, offspring, lp)
+    em.check(emitters, population)
+
+    def ctx_of(generation):
+        return em.Context(encoding, log_probs_fn, params, layout.eval_batch, generation)
+
+    offspring, extra, extra_lp = _runs(many)(lambda s: _emit(s, emitters, ctx_of))(
+        state
+    )
     lp = _score_runs(many, log_probs_fn, params, encoding, offspring, layout)
-    return _runs(many)(_accept)(state, offspring, lp)
+    return _runs(many)(_accept)(state, offspring, lp, extra, extra_lp)
 
 
 def init_and_scores(
@@ -431,9 +449,15 @@ def step(
     encoding: Encoding,
     population: int,
     layout: Layout = SINGLE_DEVICE,
+    emitters: tuple | None = None,
 ):
-    """One generation: ask -> decode -> score -> tell. Returns (state, metrics)."""
-    return _step_runs(False, state, params, log_probs_fn, encoding, population, layout)
+    """One generation: ask -> decode -> score -> tell. Returns (state, metrics).
+
+    ``emitters``: a tuple of ``evolution.emitters`` whose counts sum to
+    ``population`` (``None``: the paper's mutation, ``ask``)."""
+    return _step_runs(
+        False, state, params, log_probs_fn, encoding, population, layout, emitters
+    )
 
 
 def init_many_and_scores(keys: jax.Array, params, **kw):
@@ -476,17 +500,22 @@ class _Checked:
         return getattr(self._jitted, name)
 
 
-def _make_run_chunk(step_fn, num_runs, log_probs_fn, encoding, population, layout):
+def _make_run_chunk(
+    step_fn, num_runs, log_probs_fn, encoding, population, layout, emitters=None
+):
     """``make_run_chunk`` (``num_runs`` None: ``step``) and
     ``make_run_chunk_many`` (``step_many``): one scan, one set of host checks."""
     population = check_int("population", population, 1)
     _check_encoding(encoding)
+    if emitters is not None:
+        em.check(emitters, population)
     body = functools.partial(
         step_fn,
         log_probs_fn=log_probs_fn,
         encoding=encoding,
         population=population,
         layout=layout,
+        emitters=emitters,
     )
     name = "run_chunk" if num_runs is None else "run_chunk_many"
     gen_shape = () if num_runs is None else (num_runs,)
@@ -520,6 +549,7 @@ def make_run_chunk(
     encoding: Encoding,
     population: int,
     layout: Layout = SINGLE_DEVICE,
+    emitters: tuple | None = None,
 ):
     """Returns ``run_chunk(state, params, num_generations) -> (state, metrics)``.
 
@@ -527,9 +557,12 @@ def make_run_chunk(
     ``jit`` with ``state`` donated: a state passed to an earlier call is refused
     (``ConsumedStateError``, checked on the host before the call). ``metrics``:
     dict of ``[num_generations]`` arrays (elite min/median/max probability,
-    counts >= 0.99 / 0.9999).
+    counts >= 0.99 / 0.9999). ``emitters``: as ``step`` (``None``: mutation,
+    bit for bit the run before emitters existed).
     """
-    return _make_run_chunk(step, None, log_probs_fn, encoding, population, layout)
+    return _make_run_chunk(
+        step, None, log_probs_fn, encoding, population, layout, emitters
+    )
 
 
 def make_run_chunk_many(
@@ -539,6 +572,7 @@ def make_run_chunk_many(
     population: int,
     num_runs: int,
     layout: Layout = SINGLE_DEVICE,
+    emitters: tuple | None = None,
 ):
     """Returns ``run_chunk_many(states, params, num_generations) -> (states,
     metrics)`` for ``num_runs`` independent runs (``states`` from
@@ -553,7 +587,7 @@ def make_run_chunk_many(
     """
     num_runs = check_int("num_runs", num_runs, 1)
     return _make_run_chunk(
-        step_many, num_runs, log_probs_fn, encoding, population, layout
+        step_many, num_runs, log_probs_fn, encoding, population, layout, emitters
     )
 
 

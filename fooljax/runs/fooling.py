@@ -40,6 +40,7 @@ from absl import flags
 from fooljax import models
 from fooljax.encodings import cppn, make_encoding
 from fooljax.errors import FooljaxError
+from fooljax.evolution import emitters as em
 from fooljax.evolution import map_elites as me
 from fooljax.io import images as imageio
 from fooljax.io import integrity
@@ -94,6 +95,22 @@ class FoolingConfig:
     num_devices: int = opt(0, "Devices to shard over; 0 = all that divide it.")
     eval_batch: int = opt(50, "Images per model call (same on every device).")
     ten_crop: bool = opt(False, "Score the mean softmax over 10 crops of input size.")
+    emitters: str = opt(
+        "mutation",
+        "Offspring makers, counts summing to --population: 'mutation' (the "
+        "paper's) or a mix, e.g. mutation:150,gradient:50.",
+    )
+    gradient_steps: int = opt(
+        3, "Gradient emitter: ascent steps on log p(class) per offspring."
+    )
+    gradient_step_size: float = opt(
+        0.02, "Gradient emitter: largest sign step, a fraction of the genes' range."
+    )
+    forward_backward_cost: float = opt(
+        0.0,
+        "Forward-equivalents of one forward+backward pass in the accounting "
+        "(0 = measure on the model at start).",
+    )
 
     def validate(self) -> None:
         config.check_fields(
@@ -110,7 +127,11 @@ class FoolingConfig:
             mutation_halving=(0, None),
             crossover_rate=(0, 1),
             crossover_eta=(0, None),
+            gradient_steps=(1, None),
+            gradient_step_size=dict(lo=0, lo_open=True),
+            forward_backward_cost=(0, None),
         )
+        self.emitter_mix()
         if self.population < 2:
             raise FooljaxError(f"population must be >= 2, got {self.population}")
         if self.generations <= 0:
@@ -125,6 +146,18 @@ class FoolingConfig:
             len(self.image_shape) != 3 or min(self.image_shape) <= 0
         ):
             raise FooljaxError("--image_shape must be three positive integers H,W,C")
+
+    def emitter_mix(self) -> tuple | None:
+        """The ``evolution.emitters`` of ``--emitters`` (``None``: the paper's
+        mutation alone, the code path of runs before emitters existed)."""
+        mix = em.parse(
+            self.emitters,
+            self.population,
+            steps=int(self.gradient_steps),
+            step_size=float(self.gradient_step_size),
+            genes="cppn" if self.encoding == "cppn" else "direct",
+        )
+        return None if em.is_default(mix, self.population) else mix
 
 
 # The CPPN's own flags, ``--cppn_<option>``; defaults from cppn.make_spec. The
@@ -259,6 +292,15 @@ def run(
             )
         log_probs_fn = ten_crop_log_probs(clf.logits_fn, crop_h, crop_w)
         _check_image_shape(clf, (crop_h, crop_w, shape[2]))
+    emitters = cfg.emitter_mix()
+    cost = forward_backward_cost(
+        emitters,
+        cfg.forward_backward_cost,
+        log_probs_fn,
+        clf.params,
+        encoding,
+        cfg.eval_batch,
+    )
     return run_map_elites(
         workdir=workdir,
         config=dataclasses.asdict(cfg),
@@ -279,6 +321,98 @@ def run(
         t_start=t_start,
         stop_after=stop_after,
         summary_extra={"encoding": cfg.encoding, "weights": cfg.weights},
+        emitters=emitters,
+        forward_backward=cost,
+    )
+
+
+def measure_forward_backward(
+    log_probs_fn, params, encoding, eval_batch: int, genes: str, reps: int = 15
+) -> dict:
+    """Times one micro-batch of ``eval_batch`` genomes: the scoring forward
+    (decode + model) and the gradient emitter's forward + backward
+    (``emitters.target_grad``), each jitted, warm, best of ``reps``. Returns
+    ``{"ratio", "forward_ms", "forward_backward_ms", "batch"}``."""
+    keys = jax.random.split(jax.random.key(0), eval_batch)
+    genomes = jax.vmap(encoding.init)(keys)
+    g = em.GENES[genes]
+    x = jax.vmap(g.get)(genomes)
+    targets = jnp.arange(eval_batch, dtype=jnp.int32) % 2
+
+    def fwd(params, genomes):
+        return log_probs_fn(params, jax.vmap(encoding.decode)(genomes))
+
+    def fwd_bwd(params, genomes, x):
+        ctx = em.Context(encoding, log_probs_fn, params, eval_batch, jnp.int32(1))
+        return em.target_grad(ctx, g, genomes, x, targets)
+
+    f_jit, fb_jit = jax.jit(fwd), jax.jit(fwd_bwd)
+    jax.block_until_ready(f_jit(params, genomes))
+    jax.block_until_ready(fb_jit(params, genomes, x))
+
+    def timed(fn, *args):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        return time.perf_counter() - t0
+
+    # interleaved, best of each: a shared machine's load hits both alike
+    pairs = [
+        (timed(f_jit, params, genomes), timed(fb_jit, params, genomes, x))
+        for _ in range(reps)
+    ]
+    f, fb = min(p[0] for p in pairs), min(p[1] for p in pairs)
+    return {
+        "ratio": fb / f,
+        "forward_ms": 1e3 * f,
+        "forward_backward_ms": 1e3 * fb,
+        "batch": eval_batch,
+    }
+
+
+def forward_backward_cost(
+    emitters, flag_value: float, log_probs_fn, params, encoding, eval_batch: int
+) -> dict | None:
+    """The forward-equivalents of one forward + backward pass for the
+    accounting: ``None`` without gradient emitters, the flag's value when it is
+    > 0, else measured on the model (``measure_forward_backward``)."""
+    if not em.uses_gradients(emitters):
+        return None
+    if flag_value > 0:
+        return {"ratio": float(flag_value), "source": "--forward_backward_cost"}
+    genes = next(e.genes for e in emitters if e.forward_backwards)
+    m = measure_forward_backward(log_probs_fn, params, encoding, eval_batch, genes)
+    m["source"] = (
+        f"measured at start on {jax.default_backend()}: forward+backward "
+        f"{m['forward_backward_ms']:.2f} ms / forward {m['forward_ms']:.2f} ms "
+        f"per micro-batch of {m['batch']}"
+    )
+    log.info("forward+backward = %.2f forwards (%s)", m["ratio"], m["source"])
+    return m
+
+
+def accounting(emitters, population: int, cost: dict | None) -> dict:
+    """The cost model of a run: forward-equivalents of the initial batch and
+    of each generation, and how a forward + backward was counted."""
+    ratio = None if cost is None else float(cost["ratio"])
+    return {
+        "emitters": em.describe(emitters or (em.Mutation(population),)),
+        "forward_backward_cost": ratio,
+        "forward_backward_cost_source": None if cost is None else cost["source"],
+        "forward_equivalents_initial": float(population),
+        "forward_equivalents_per_generation": em.forward_equivalents_per_generation(
+            emitters, population, ratio or 0.0
+        ),
+    }
+
+
+def _forward_equivalents(acc: dict, generation):
+    """Forward-equivalents spent by the end of ``generation`` (0 = the initial
+    batch; ``None`` stays ``None``)."""
+    if generation is None:
+        return None
+    return (
+        acc["forward_equivalents_initial"]
+        + generation * acc["forward_equivalents_per_generation"]
     )
 
 
@@ -456,8 +590,16 @@ def run_map_elites(
     summary_extra: dict | None = None,
     stop_after: int | None = None,
     num_runs: int = 1,
+    emitters: tuple | None = None,
+    forward_backward: dict | None = None,
 ) -> dict:
     """Runs (or resumes) MAP-Elites in ``workdir``; returns the summary dict.
+
+    ``emitters``: ``evolution.emitters`` mix (``None``: the paper's mutation);
+    ``forward_backward``: ``forward_backward_cost``'s result (needed with
+    gradient emitters). The summary counts model forward-equivalents
+    (``forward_equivalents``, ``first_forward_equivalents_all_at_least``: the
+    initial batch included; a forward + backward as its measured ratio).
 
     ``num_runs > 1``: that many independent runs (seeds ``seed + r``) as one
     compiled step (``map_elites.make_init_many``); log lines and metrics rows
@@ -471,6 +613,9 @@ def run_map_elites(
     class_names = class_names or [str(i) for i in range(num_classes)]
 
     layout = me.make_layout(population * num_runs, mesh, eval_batch)
+    if em.uses_gradients(emitters) and forward_backward is None:
+        raise FooljaxError("gradient emitters need forward_backward (its cost)")
+    acc = accounting(emitters, population, forward_backward)
     kw = dict(
         log_probs_fn=log_probs_fn,
         encoding=encoding,
@@ -479,11 +624,11 @@ def run_map_elites(
     )
     if num_runs == 1:
         init = me.make_init(num_classes=num_classes, **kw)
-        run_chunk = me.make_run_chunk(**kw)
+        run_chunk = me.make_run_chunk(emitters=emitters, **kw)
         key = jax.random.key(seed)
     else:
         init = me.make_init_many(num_classes=num_classes, num_runs=num_runs, **kw)
-        run_chunk = me.make_run_chunk_many(num_runs=num_runs, **kw)
+        run_chunk = me.make_run_chunk_many(num_runs=num_runs, emitters=emitters, **kw)
         key = jnp.stack([jax.random.key(seed + r) for r in range(num_runs)])
     state = init(key, params)
     with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
@@ -556,6 +701,7 @@ def run_map_elites(
         max_grid=max_grid,
         summary_extra=summary_extra or {},
         layout=layout,
+        acc=acc,
     )
 
 
@@ -588,9 +734,11 @@ def _write_archive_page(workdir, class_names, conf, found_at) -> None:
     atomic_write_text(os.path.join(workdir, "archive.html"), page)
 
 
-def _run_stats(conf, found_at, first_all, seed) -> dict:
-    """The per-run part of the summary: ``conf``/``found_at`` ``[K]``."""
-    return {
+def _run_stats(conf, found_at, first_all, seed, acc=None, generation=0) -> dict:
+    """The per-run part of the summary: ``conf``/``found_at`` ``[K]``; with
+    ``acc`` (``accounting``) also the forward-equivalents spent by
+    ``generation`` and by the first generation with all classes >= t."""
+    out = {
         "seed": seed,
         "confidence": [float(c) for c in conf],
         "found_at_generation": [int(g) for g in found_at],
@@ -603,6 +751,13 @@ def _run_stats(conf, found_at, first_all, seed) -> dict:
             for t, g in zip(me.THRESHOLDS, first_all, strict=True)
         },
     }
+    if acc is not None:
+        out["forward_equivalents"] = _forward_equivalents(acc, generation)
+        out["first_forward_equivalents_all_at_least"] = {
+            t: _forward_equivalents(acc, g)
+            for t, g in out["first_generation_all_at_least"].items()
+        }
+    return out
 
 
 def median_first(gs) -> float | None:
@@ -625,6 +780,7 @@ def _finish(
     max_grid,
     summary_extra,
     layout,
+    acc=None,
 ) -> dict:
     archive = jax.device_get(state.archive)
     k_all = len(class_names)
@@ -648,12 +804,12 @@ def _finish(
     )
     found_all = np.asarray(archive.found_at).reshape(num_runs, k_all)
     first_all = np.asarray(state.first_all).reshape(num_runs, -1)
+    generation = int(np.max(state.generation))
     runs = [
-        _run_stats(conf_all[r], found_all[r], first_all[r], seed + r)
+        _run_stats(conf_all[r], found_all[r], first_all[r], seed + r, acc, generation)
         for r in range(num_runs)
     ]
     conf, imgs = conf_all[0], imgs_all[0]  # the pictures show run 0
-    generation = int(np.max(state.generation))
     classes_dir = os.path.join(workdir, "classes")
     os.makedirs(classes_dir, exist_ok=True)
     for k, name in enumerate(class_names):
@@ -710,6 +866,7 @@ def _finish(
         "backend": jax.default_backend(),
         "num_devices": 1 if layout.mesh is None else layout.mesh.size,
         "eval_batch": layout.eval_batch,
+        **acc,
         **summary_extra,
     }
     if num_runs > 1:
@@ -728,6 +885,16 @@ def _finish(
                 "first_generation_all_at_least": {
                     t: median_first(
                         [r["first_generation_all_at_least"][t] for r in runs]
+                    )
+                    for t in runs[0]["first_generation_all_at_least"]
+                },
+                # per run (every run spends the same); the median run's first
+                "first_forward_equivalents_all_at_least": {
+                    t: _forward_equivalents(
+                        acc,
+                        median_first(
+                            [r["first_generation_all_at_least"][t] for r in runs]
+                        ),
                     )
                     for t in runs[0]["first_generation_all_at_least"]
                 },

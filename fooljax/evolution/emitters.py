@@ -1,0 +1,364 @@
+"""Emitters: how MAP-Elites makes a generation's offspring (pluggable).
+
+An emitter is a frozen (hashable) dataclass with a static ``count`` and a pure
+``emit(key, archive, ctx) -> Emitted``: ``count`` new genomes (leaves ``[count,
+...]``) that MAP-Elites scores with one forward pass each, plus optionally
+``extra`` genomes the emitter already scored on its way (``extra_lp [m, K]``,
+offered to the archive too at no further model cost). Every shape is fixed, so
+a mix of emitters runs inside the compiled generation (``lax.scan``); a mix's
+counts sum to the population.
+
+- ``Mutation(count)``: parents drawn uniformly from the occupied cells, SBX
+  (if the encoding has it) and the encoding's mutation: the paper's operator,
+  today's ``map_elites.ask``. ``(Mutation(population),)`` is MAP-Elites as it
+  was, bit for bit.
+- ``Gradient(count, steps, step_size, genes)``: from the elite of a target
+  class (drawn with weight ``1 - p`` of its cell, so the cells furthest from
+  certainty get most of the work), ``steps`` projected sign-gradient ascent
+  steps on ``log p(target)`` with respect to the genome's continuous genes
+  (``genes="direct"``: every pixel gene in [0, 255]; ``"cppn"``: the weights of
+  the enabled edges in [-10, 10], through the CPPN's rendering, so the image
+  stays a CPPN image). Step sizes are drawn log-uniformly in ``[step_size / 16,
+  step_size] * (high - low)`` per offspring. The intermediate points
+  ``x_1..x_{steps-1}`` are scored by the gradient's own forward pass and are
+  offered as ``extra``; the last point is scored as an ordinary offspring.
+
+Cost (fair accounting, ``forward_equivalents_per_generation``): an emitter
+spends ``forwards`` plain model forwards and ``forward_backwards`` forward +
+backward passes per generation; a forward + backward counts as the measured
+ratio ``r`` of its time to a forward's on the network in use.
+
+This module imports only the encodings' constants (no models, data or runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fooljax.encodings import cppn, direct
+from fooljax.encodings.base import Encoding
+from fooljax.errors import InputError
+
+
+class Context(NamedTuple):
+    """What an emitter may use inside the compiled generation."""
+
+    encoding: Encoding
+    log_probs_fn: Callable  # (params, images [B, H, W, C]) -> [B, K] log-probs
+    params: Any
+    eval_batch: int  # micro-batch of every model call (static)
+    generation: jax.Array  # int32 [], the generation being made
+
+
+class Emitted(NamedTuple):
+    offspring: Any  # leaves [count, ...], scored by MAP-Elites afterwards
+    extra: Any = None  # leaves [m, ...] already scored, or None
+    extra_lp: jax.Array | None = None  # [m, K]
+
+
+def select_parents(key, archive, n: int):
+    """``n`` indices drawn uniformly from the occupied cells."""
+    occupied = archive.fitness > -jnp.inf
+    logits = jnp.where(occupied, 0.0, -jnp.inf)
+    return jax.random.categorical(key, logits, shape=(n,))
+
+
+def mutation_offspring(key, archive, encoding: Encoding, n: int, generation):
+    """``n`` offspring of parents drawn uniformly from occupied cells (SBX with
+    ``encoding.crossover_rate`` when the encoding has a crossover, then the
+    encoding's mutation); the operator of Nguyen et al. 2015."""
+    k_parent, k_mate, k_cross, k_var = jax.random.split(key, 4)
+    occupied = archive.fitness > -jnp.inf
+    logits = jnp.where(occupied, 0.0, -jnp.inf)
+    parents = jax.random.categorical(k_parent, logits, shape=(n,))
+    genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
+    if encoding.crossover is not None and encoding.crossover_rate > 0:
+        mates = jax.random.categorical(k_mate, logits, shape=(n,))
+        others = jax.tree_util.tree_map(lambda a: a[mates], archive.genomes)
+        keys = jax.random.split(k_cross, n)
+        crossed = jax.vmap(encoding.crossover)(keys, genomes, others)
+        do = jax.random.bernoulli(k_mate, encoding.crossover_rate, (n,))
+        genomes = jax.tree_util.tree_map(
+            lambda c, g: jnp.where(do.reshape((-1,) + (1,) * (g.ndim - 1)), c, g),
+            crossed,
+            genomes,
+        )
+    keys = jax.random.split(k_var, n)
+    return jax.vmap(encoding.mutate, in_axes=(0, 0, None))(keys, genomes, generation)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    """The paper's variation: ``count`` mutated (and crossed) elites."""
+
+    count: int
+
+    @property
+    def forwards(self) -> int:
+        return self.count
+
+    @property
+    def forward_backwards(self) -> int:
+        return 0
+
+    def num_extra(self) -> int:
+        return 0
+
+    def emit(self, key, archive, ctx: Context) -> Emitted:
+        return Emitted(
+            mutation_offspring(key, archive, ctx.encoding, self.count, ctx.generation)
+        )
+
+
+# The continuous genes a gradient may move: (get, set, mask, low, high) for
+# one genome. ``mask`` marks the genes that exist (the CPPN's enabled edges).
+class Genes(NamedTuple):
+    get: Callable[[Any], jax.Array]
+    set: Callable[[Any, jax.Array], Any]
+    mask: Callable[[Any], jax.Array]
+    low: float
+    high: float
+
+
+def _direct_set(genome, x):
+    return x
+
+
+def _direct_get(genome):
+    return genome
+
+
+def _all(genome):
+    return jnp.ones(genome.shape, bool)
+
+
+def _cppn_get(g):
+    return g.weight
+
+
+def _cppn_set(g, w):
+    return g.replace(weight=w)
+
+
+def _cppn_mask(g):
+    return g.edge_on
+
+
+GENES = {
+    "direct": Genes(_direct_get, _direct_set, _all, direct.LOW, direct.HIGH),
+    "cppn": Genes(_cppn_get, _cppn_set, _cppn_mask, cppn.WEIGHT_LOW, cppn.WEIGHT_HIGH),
+}
+
+
+def _chunks(n: int, eval_batch: int) -> tuple[int, int]:
+    """(micro-batch, padded rows) for ``n`` rows, as ``map_elites._score_local``."""
+    eb = min(eval_batch, n)
+    return eb, -(-n // eb) * eb
+
+
+def _pad(tree, m: int):
+    def pad(a):
+        n = a.shape[0]
+        if m == n:
+            return a
+        return jnp.concatenate([a, jnp.broadcast_to(a[:1], (m - n, *a.shape[1:]))])
+
+    return jax.tree_util.tree_map(pad, tree)
+
+
+def target_grad(ctx: Context, genes: Genes, genomes, x, targets):
+    """Per-row ``grad_x log p(targets | decode(set(genomes, x)))`` and the
+    rows' log-probs ``[n, K]`` (NaN -> -inf; NaN gradients -> 0), computed in
+    micro-batches of ``ctx.eval_batch`` (padded as the scoring is)."""
+    n = targets.shape[0]
+    eb, m = _chunks(n, ctx.eval_batch)
+
+    def objective(xb, gb, tb):
+        imgs = jax.vmap(lambda g, xi: ctx.encoding.decode(genes.set(g, xi)))(gb, xb)
+        lp = ctx.log_probs_fn(ctx.params, imgs)
+        return jnp.sum(jnp.take_along_axis(lp, tb[:, None], axis=1)), lp
+
+    grad_fn = jax.grad(objective, has_aux=True)
+
+    def batch(args):
+        return grad_fn(*args)
+
+    split = jax.tree_util.tree_map(
+        lambda a: a.reshape(m // eb, eb, *a.shape[1:]), _pad((x, genomes, targets), m)
+    )
+    g, lp = jax.lax.map(batch, split)
+    g = g.reshape(m, *g.shape[2:])[:n]
+    lp = lp.reshape(m, lp.shape[-1])[:n]
+    return jnp.where(jnp.isnan(g), 0.0, g), jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gradient:
+    """``count`` offspring, each ``steps`` projected sign-gradient ascent steps on
+    log p(target class) from the target's elite (see the module docstring)."""
+
+    count: int
+    steps: int = 3
+    step_size: float = 0.02  # largest step, a fraction of the genes' range
+    genes: str = "direct"  # a key of GENES
+
+    def __post_init__(self):
+        if self.genes not in GENES:
+            raise InputError(
+                f"unknown gradient genes '{self.genes}' (known: {', '.join(GENES)})"
+            )
+        if int(self.steps) < 1:
+            raise InputError(f"gradient steps must be >= 1, got {self.steps}")
+        if not (self.step_size > 0 and math.isfinite(self.step_size)):
+            raise InputError(f"gradient step_size must be > 0, got {self.step_size}")
+
+    @property
+    def forwards(self) -> int:
+        return self.count
+
+    @property
+    def forward_backwards(self) -> int:
+        return self.count * self.steps
+
+    def num_extra(self) -> int:
+        return self.count * (self.steps - 1)
+
+    def emit(self, key, archive, ctx: Context) -> Emitted:
+        genes = GENES[self.genes]
+        n = self.count
+        k_target, k_parent, k_step = jax.random.split(key, 3)
+        fit = archive.fitness
+        occupied = fit > -jnp.inf
+        # weight 1 - p (an empty cell: 1), floored so no cell is ever excluded
+        need = jnp.log(jnp.maximum(-jnp.expm1(jnp.where(occupied, fit, -1.0)), 1e-7))
+        need = jnp.where(occupied, need, 0.0)
+        targets = jax.random.categorical(k_target, need, shape=(n,))
+        parents = jnp.where(
+            occupied[targets], targets, select_parents(k_parent, archive, n)
+        )
+        genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
+        x0 = jax.vmap(genes.get)(genomes)
+        mask = jax.vmap(genes.mask)(genomes)
+        span = genes.high - genes.low
+        u = jax.random.uniform(k_step, (n,))
+        alpha = self.step_size * span * jnp.exp2(-4.0 * u)  # log-uniform, 16:1
+        alpha = alpha.reshape((n,) + (1,) * (x0.ndim - 1))
+
+        def one_step(x, _):
+            g, lp = target_grad(ctx, genes, genomes, x, targets)
+            x_new = jnp.clip(
+                x + alpha * jnp.sign(g) * mask.astype(x.dtype), genes.low, genes.high
+            )
+            return x_new, (x, lp)
+
+        x, (xs, lps) = jax.lax.scan(one_step, x0, None, self.steps)
+        offspring = jax.vmap(genes.set)(genomes, x)
+        if self.steps == 1:
+            return Emitted(offspring)
+        # x_1..x_{steps-1} with the log-probs their gradient's forward gave
+        xs, lps = xs[1:], lps[1:]
+        k = self.steps - 1
+        extra_genomes = jax.tree_util.tree_map(
+            lambda a: jnp.broadcast_to(a, (k, *a.shape)).reshape(k * n, *a.shape[1:]),
+            genomes,
+        )
+        extra = jax.vmap(genes.set)(extra_genomes, xs.reshape(k * n, *xs.shape[2:]))
+        return Emitted(offspring, extra, lps.reshape(k * n, lps.shape[-1]))
+
+
+EMITTERS = {"mutation": Mutation, "gradient": Gradient}
+
+
+def parse(spec: str, population: int, **gradient_options) -> tuple:
+    """``"mutation:150,gradient:50"`` -> ``(Mutation(150), Gradient(50, ...))``;
+    ``"mutation"`` alone (no count) takes the whole population. Counts must sum
+    to ``population``. ``gradient_options``: ``Gradient``'s other fields."""
+    parts = [p.strip() for p in str(spec).split(",") if p.strip()]
+    if not parts:
+        raise InputError("emitters is empty (e.g. mutation:150,gradient:50)")
+    out = []
+    for p in parts:
+        name, _, count = p.partition(":")
+        name = name.strip()
+        if name not in EMITTERS:
+            raise InputError(f"unknown emitter '{name}' (known: {', '.join(EMITTERS)})")
+        if not count and len(parts) == 1:
+            n = population
+        else:
+            try:
+                n = int(count)
+            except ValueError:
+                raise InputError(
+                    f"emitter '{p}' needs a count, e.g. {name}:50"
+                ) from None
+        if n < 1:
+            raise InputError(f"emitter '{p}' needs a count >= 1")
+        opts = gradient_options if name == "gradient" else {}
+        out.append(EMITTERS[name](n, **opts))
+    check(tuple(out), population)
+    return tuple(out)
+
+
+def check(emitters, population: int) -> None:
+    """Refuses a mix whose counts do not sum to ``population``."""
+    if not isinstance(emitters, tuple) or not emitters:
+        raise InputError("emitters must be a non-empty tuple of emitters")
+    for e in emitters:
+        if not hasattr(e, "emit") or not isinstance(getattr(e, "count", None), int):
+            raise InputError(f"not an emitter: {e!r}")
+    total = sum(e.count for e in emitters)
+    if total != population:
+        raise InputError(
+            f"emitter counts sum to {total}, not the population {population}"
+        )
+
+
+def is_default(emitters, population: int) -> bool:
+    """``None`` or the paper's ``(Mutation(population),)``."""
+    return emitters is None or emitters == (Mutation(population),)
+
+
+def emit_all(emitters, key, archive, ctx: Context):
+    """Every emitter's offspring: emitter ``i`` draws from ``key`` (``i = 0``) or
+    ``fold_in(key, i)``. Returns (offspring leaves ``[P, ...]``, extra genomes
+    ``[M, ...]`` or None, extra log-probs ``[M, K]`` or None)."""
+    outs = [
+        e.emit(key if i == 0 else jax.random.fold_in(key, i), archive, ctx)
+        for i, e in enumerate(emitters)
+    ]
+    cat = lambda *xs: jnp.concatenate(xs)  # noqa: E731
+    offspring = jax.tree_util.tree_map(cat, *[o.offspring for o in outs])
+    extras = [o for o in outs if o.extra is not None]
+    if not extras:
+        return offspring, None, None
+    extra = jax.tree_util.tree_map(cat, *[o.extra for o in extras])
+    return offspring, extra, jnp.concatenate([o.extra_lp for o in extras])
+
+
+def forward_equivalents_per_generation(emitters, population: int, ratio: float):
+    """Model forward-equivalents one generation costs: every offspring's forward
+    plus ``ratio`` per forward + backward pass (``emitters`` None: the
+    population's forwards)."""
+    if emitters is None:
+        return float(population)
+    return float(
+        sum(e.forwards for e in emitters)
+        + ratio * sum(e.forward_backwards for e in emitters)
+    )
+
+
+def uses_gradients(emitters) -> bool:
+    return emitters is not None and any(e.forward_backwards for e in emitters)
+
+
+def describe(emitters) -> list[dict]:
+    """The mix as JSON-able dicts (for summaries)."""
+    return [
+        {"emitter": type(e).__name__.lower(), **dataclasses.asdict(e)} for e in emitters
+    ]

@@ -1,0 +1,212 @@
+"""Emitters: the gradient emitter climbs log p(class); a mix keeps shapes and
+the population; the default is the paper's generation bit for bit; no
+recompiles; the runs layer's forward-equivalent accounting."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fooljax import models
+from fooljax.encodings import make_encoding
+from fooljax.errors import InputError
+from fooljax.evolution import emitters as em
+from fooljax.evolution import map_elites as me
+from fooljax.runs import fooling
+from tests.compile_count import count_compiles
+from tests.tiny import direct_encoding, tiny_classifier
+
+K, SHAPE = 4, (8, 8, 1)
+
+
+def _linear():
+    """A toy linear classifier on 8x8 grey images."""
+    w = jax.random.normal(jax.random.key(1), (64, K))
+
+    def logits_fn(p, x):
+        return x.reshape(x.shape[0], -1) @ p
+
+    return w, me.log_probs_from(logits_fn=logits_fn)
+
+
+def _archive(genomes, lp):
+    """A full archive: cell k holds genome k with log p(k) = lp[k, k]."""
+    return me.Archive(
+        genomes=genomes,
+        fitness=jnp.diagonal(lp),
+        found_at=jnp.zeros((K,), jnp.int32),
+    )
+
+
+@pytest.mark.parametrize("encoding_name", ["direct", "cppn"])
+def test_gradient_emitter_raises_log_p_of_its_target(encoding_name):
+    params, log_probs_fn = _linear()
+    enc = (
+        direct_encoding()
+        if encoding_name == "direct"
+        else make_encoding("cppn", SHAPE, options={"max_nodes": 8, "max_edges": 12})[0]
+    )
+    genomes = jax.vmap(enc.init)(jax.random.split(jax.random.key(0), K))
+    lp0 = log_probs_fn(params, jax.vmap(enc.decode)(genomes))
+    archive = _archive(genomes, lp0)
+    ctx = em.Context(enc, log_probs_fn, params, 4, jnp.int32(1))
+    emitter = em.Gradient(8, steps=3, step_size=0.002, genes=encoding_name)
+    out = jax.jit(lambda key: emitter.emit(key, archive, ctx))(jax.random.key(2))
+    assert jax.tree_util.tree_structure(out.offspring) == jax.tree_util.tree_structure(
+        genomes
+    )
+    assert jax.tree_util.tree_leaves(out.offspring)[0].shape[0] == 8
+    assert out.extra_lp.shape == (16, K)  # x_1, x_2 of 8 offspring
+    lp = log_probs_fn(params, jax.vmap(enc.decode)(out.offspring))
+    # every offspring is its parent cell's elite moved up its own class
+    parent_lp = np.asarray(jnp.diagonal(lp0))
+    best = np.asarray(lp).max(0)
+    gained = 0
+    for k in range(K):
+        # rows whose class-k score beat the elite's: at least one per class drawn
+        gained += int(best[k] > parent_lp[k])
+    assert gained >= 2
+    # x_2's log-probs as the emitter reported them match a fresh forward
+    extra_lp = log_probs_fn(params, jax.vmap(enc.decode)(out.extra))
+    np.testing.assert_allclose(out.extra_lp, extra_lp, rtol=1e-4, atol=1e-4)
+    # bounds hold
+    x = jax.vmap(em.GENES[encoding_name].get)(out.offspring)
+    lo, hi = em.GENES[encoding_name].low, em.GENES[encoding_name].high
+    assert float(x.min()) >= lo and float(x.max()) <= hi
+
+
+def test_gradient_step_climbs_each_target():
+    """One step from each cell's elite towards its own class (all cells drawn):
+    log p(target) goes up for every offspring."""
+    params, log_probs_fn = _linear()
+    enc = direct_encoding()
+    genomes = jnp.full((K, *SHAPE), 127.5)
+    genomes = genomes + jax.random.uniform(
+        jax.random.key(3), genomes.shape, minval=-20, maxval=20
+    )
+    lp0 = log_probs_fn(params, jax.vmap(enc.decode)(genomes))
+    ctx = em.Context(enc, log_probs_fn, params, 8, jnp.int32(1))
+    g, lp = em.target_grad(ctx, em.GENES["direct"], genomes, genomes, jnp.arange(K))
+    np.testing.assert_allclose(lp, lp0, rtol=1e-5)
+    x1 = genomes + 1.0 * jnp.sign(g)
+    lp1 = log_probs_fn(params, jax.vmap(enc.decode)(x1))
+    assert np.all(np.diagonal(lp1) > np.diagonal(lp0))
+
+
+def _tiny_run(emitters, population=16, gens=4, many=None):
+    _, params, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
+    kw = dict(
+        log_probs_fn=me.log_probs_from(logits_fn=logits_fn),
+        encoding=direct_encoding(),
+        population=population,
+        layout=me.make_layout(population, None, 8),
+    )
+    if many:
+        keys = jax.random.split(jax.random.key(5), many)
+        state = me.make_init_many(num_classes=K, num_runs=many, **kw)(keys, params)
+        run = me.make_run_chunk_many(num_runs=many, emitters=emitters, **kw)
+    else:
+        state = me.make_init(num_classes=K, **kw)(jax.random.key(5), params)
+        run = me.make_run_chunk(emitters=emitters, **kw)
+    return state, run, params
+
+
+def test_default_emitter_is_the_papers_generation_bit_for_bit():
+    """``(Mutation(P),)`` equals a hand-written generation: key fold_in(key, g),
+    ``ask`` (uniform parents, mutation), scoring, ``tell``."""
+    state, run, params = _tiny_run((em.Mutation(16),))
+    _, _, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
+    enc, lp_fn = direct_encoding(), me.log_probs_from(logits_fn=logits_fn)
+    layout = me.make_layout(16, None, 8)
+
+    @jax.jit
+    def generation(archive, key, g):
+        kids = me.ask(jax.random.fold_in(key, g), archive, enc, 16, g)
+        return me.tell(archive, kids, me._score(lp_fn, params, enc, kids, layout), g)
+
+    archive = state.archive
+    for g in range(1, 4):
+        archive = generation(archive, state.key, jnp.int32(g))
+    out, _ = run(state, params, 3)
+    np.testing.assert_array_equal(out.archive.genomes, archive.genomes)
+    np.testing.assert_array_equal(out.archive.fitness, archive.fitness)
+    # a mutation emitter, whatever its position, is ``ask`` with its key
+    arch = out.archive
+    a = em.Mutation(5).emit(
+        jax.random.key(9), arch, em.Context(enc, lp_fn, params, 8, jnp.int32(4))
+    )
+    np.testing.assert_array_equal(
+        a.offspring, me.ask(jax.random.key(9), arch, enc, 5, 4)
+    )
+
+
+def test_mix_keeps_shapes_and_population_and_does_not_recompile():
+    mix = em.parse("mutation:12,gradient:4", 16, steps=2, step_size=0.02)
+    assert [type(e).__name__ for e in mix] == ["Mutation", "Gradient"]
+    assert sum(e.count for e in mix) == 16
+    state, run, params = _tiny_run(mix, many=2)
+    f0 = np.asarray(state.archive.fitness)
+    shapes = jax.tree_util.tree_map(jnp.shape, state)
+    state, m = run(state, params, 3)
+    assert jax.tree_util.tree_map(jnp.shape, state) == shapes
+    assert m["min"].shape == (3, 2)
+    f1 = np.asarray(state.archive.fitness)
+    assert np.all(f1 >= f0) and np.any(f1 > f0)
+    with count_compiles() as c:
+        state, _ = run(state, params, 3)
+    assert c.count == 0, c.names
+    assert int(state.generation[0]) == 6
+
+
+def test_parse_and_check_refuse_bad_mixes():
+    assert em.parse("mutation", 200) == (em.Mutation(200),)
+    assert em.is_default(em.parse("mutation:200", 200), 200)
+    for bad, msg in [
+        ("mutation:150,gradient:40", "sum to 190"),
+        ("mutation:150,cmaes:50", "unknown emitter"),
+        ("mutation:150,gradient", "needs a count"),
+        ("", "empty"),
+    ]:
+        with pytest.raises(InputError, match=msg):
+            em.parse(bad, 200)
+    with pytest.raises(InputError, match="steps"):
+        em.Gradient(4, steps=0)
+    _, run, _ = _tiny_run(None)
+    with pytest.raises(InputError, match="sum to 15"):
+        _tiny_run((em.Mutation(15),))
+
+
+def test_summary_counts_forward_equivalents(tmp_path):
+    _, params, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
+    clf = models.Classifier(logits_fn, params, SHAPE, K, "tiny")
+    cfg = fooling.FoolingConfig(
+        population=16,
+        eval_batch=8,
+        generations=6,
+        log_every=3,
+        checkpoint_every=100,
+        mutation_halving=0,
+        emitters="mutation:12,gradient:4",
+        gradient_steps=2,
+        forward_backward_cost=3.0,
+    )
+    s = fooling.run(cfg, str(tmp_path / "w"), classifier=clf)
+    assert s["forward_backward_cost"] == 3.0
+    assert s["forward_equivalents_per_generation"] == 12 + 4 * (1 + 2 * 3.0)
+    assert s["forward_equivalents"] == 16 + 6 * 40.0
+    for t, g in s["first_generation_all_at_least"].items():
+        fe = s["first_forward_equivalents_all_at_least"][t]
+        assert fe == (None if g is None else 16 + g * 40.0)
+    on_disk = json.load(open(os.path.join(tmp_path, "w", "summary.json")))
+    assert on_disk["forward_equivalents"] == s["forward_equivalents"]
+    # the paper's mutation alone: one forward per offspring, nothing measured
+    s = fooling.run(
+        fooling.FoolingConfig(**{**cfg.__dict__, "emitters": "mutation"}),
+        str(tmp_path / "m"),
+        classifier=clf,
+    )
+    assert s["forward_backward_cost"] is None
+    assert s["forward_equivalents"] == 16 * 7
