@@ -6,7 +6,12 @@ Szegedy et al. (ICLR 2014), Sec. 4.3 / Table 1: softmax regression ``fc10``
 400-unit sigmoid layer; the paper pre-trains it as an autoencoder, here it is
 trained end to end, see BUILD_NOTES.md). Goodfellow et al. (ICLR 2015), Sec. 5:
 a permutation-invariant ``maxout`` network (2 maxout layers of 240 units with 5
-pieces, as in Goodfellow et al. 2013; no dropout here).
+pieces, as in Goodfellow et al. 2013), trained without dropout, and
+``maxout_dropout``, the same network trained as the maxout paper trains it:
+dropout 0.2 on the input and 0.5 on each hidden layer (pylearn2's
+``mnist_pi`` settings). Both have the same params; dropout acts only in
+training mode (``apply(..., train=True, rngs={"dropout": key})``), so every
+``logits_fn`` (``apply(params, x)``) is deterministic.
 
 All take ``x: [B, 28, 28, 1]`` float32 and return logits ``[B, 10]``.
 """
@@ -39,18 +44,32 @@ class MLP(nn.Module):
 
 
 class Maxout(nn.Module):
-    """Maxout MLP: each hidden unit is the max over ``num_pieces`` linear pieces."""
+    """Maxout MLP: each hidden unit is the max over ``num_pieces`` linear pieces.
+
+    ``input_dropout``/``hidden_dropout``: drop rates of the input and of each
+    hidden layer's output, used only when called with ``train=True`` (which
+    needs a ``"dropout"`` rng); ``train=False`` (the default) is deterministic.
+    """
 
     hidden: Sequence[int] = (240, 240)
     num_pieces: int = 5
     num_classes: int = 10
+    input_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+
+    @property
+    def has_dropout(self) -> bool:
+        """Whether training mode differs from inference (the trainer's cue)."""
+        return self.input_dropout > 0 or self.hidden_dropout > 0
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.reshape((x.shape[0], -1))
+        x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for i, width in enumerate(self.hidden):
             z = nn.Dense(width * self.num_pieces, name=f"fc{i + 1}")(x)
             x = z.reshape(x.shape[0], width, self.num_pieces).max(axis=-1)
+            x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
         return nn.Dense(self.num_classes, name="out")(x)
 
 
@@ -61,6 +80,7 @@ register_family(
         "fc200_200_10": lambda: MLP(hidden=(200, 200)),
         "ae400_10": lambda: MLP(hidden=(400,), activation=nn.sigmoid),
         "maxout": lambda: Maxout(),
+        "maxout_dropout": lambda: Maxout(input_dropout=0.2, hidden_dropout=0.5),
     },
     input_shape=(28, 28, 1),
     num_classes=10,

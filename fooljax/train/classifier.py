@@ -5,6 +5,12 @@ One jitted, donated ``train_epoch`` runs every step of an epoch in a
 with ``fold_in(key, epoch)``), so the host loop only evaluates, logs and
 checkpoints. Optional adversarial training (Goodfellow et al. 2015, Sec. 6):
 ``J~ = alpha * J(x) + (1 - alpha) * J(x + eps * sign(grad_x J))``.
+
+Models with dropout (a module whose ``has_dropout`` is true, such as
+``maxout_dropout``) are trained in their training mode with a fresh dropout key
+per step, ``fold_in(fold_in(dropout_key, epoch), step)``; evaluation, the FGSM
+of adversarial training and every ``logits_fn`` stay deterministic. For all
+other models the steps are exactly those of before (no key is passed).
 """
 
 from __future__ import annotations
@@ -75,21 +81,60 @@ class TrainConfig:
         models.get_spec(self.model)
 
 
+# fold_in(key, epoch) draws the epoch permutations; dropout keys come from
+# fold_in(key, _DROPOUT_STREAM), a stream no epoch index reaches.
+_DROPOUT_STREAM = 0x7FFFFFFF
+
+
+def dropout_logits_fn(model: str):
+    """``fn(params, images, key) -> logits`` of registered ``model`` in training
+    mode (dropout on, masks drawn from ``key``), or ``None`` when the model has
+    no dropout. Only for models that take [0, 1] images as they are (the
+    ``identity`` preprocessing)."""
+    spec = models.get_spec(model)
+    module = spec.build()
+    if not getattr(module, "has_dropout", False):
+        return None
+    if spec.default_preprocess != "identity":
+        raise FooljaxError(f"model '{model}': dropout training needs its own inputs")
+
+    def fn(params, images, key):
+        return module.apply(params, images, train=True, rngs={"dropout": key})
+
+    return fn
+
+
 class TrainState(NamedTuple):
     params: dict
     opt_state: optax.OptState
 
 
-def make_loss_fn(logits_fn, *, weight_decay=0.0, adv_alpha=1.0, adv_epsilon=0.25):
-    """``loss(params, images [B,H,W,C] in [0,1], labels [B]) -> (loss, accuracy)``."""
+def make_loss_fn(
+    logits_fn,
+    *,
+    weight_decay=0.0,
+    adv_alpha=1.0,
+    adv_epsilon=0.25,
+    train_logits_fn=None,
+):
+    """``loss(params, images [B,H,W,C] in [0,1], labels [B], key=None) ->
+    (loss, accuracy)``. With ``train_logits_fn(params, images, key)`` (a model
+    with dropout, ``dropout_logits_fn``) and a ``key``, the cross-entropy terms
+    use the training mode; otherwise ``key`` is ignored."""
 
-    def ce(params, x, y):
-        logits = logits_fn(params, x)
+    def ce(params, x, y, key=None):
+        if key is None or train_logits_fn is None:
+            logits = logits_fn(params, x)
+        else:
+            logits = train_logits_fn(params, x, key)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, logits
 
-    def loss_fn(params, x, y):
-        loss, logits = ce(params, x, y)
+    def loss_fn(params, x, y, key=None):
+        key_clean = key_adv = None
+        if key is not None and train_logits_fn is not None:
+            key_clean, key_adv = jax.random.split(key)
+        loss, logits = ce(params, x, y, key_clean)
         if adv_alpha < 1.0:
             # The attacks package's FGSM, on the per-example input gradient. Its
             # sign is that of the gradient of the mean batch loss (the mean only
@@ -106,7 +151,7 @@ def make_loss_fn(logits_fn, *, weight_decay=0.0, adv_alpha=1.0, adv_epsilon=0.25
                 epsilon=adv_epsilon,
             )
             x_adv = jax.lax.stop_gradient(x_adv)
-            loss = adv_alpha * loss + (1 - adv_alpha) * ce(params, x_adv, y)[0]
+            loss = adv_alpha * loss + (1 - adv_alpha) * ce(params, x_adv, y, key_adv)[0]
         if weight_decay:
             kernels = [
                 leaf
@@ -128,18 +173,22 @@ def make_optimizer(config: TrainConfig, steps_total: int):
 
 
 def make_train_step(loss_fn, optimizer):
-    """Returns jitted ``train_step(state, images_u8, labels, idx) -> (state, metrics)``.
+    """Returns jitted ``train_step(state, images_u8, labels, idx, key=None) ->
+    (state, metrics)``.
 
-    ``images_u8``/``labels`` stay on the device; ``idx: [B] int32`` picks the batch.
+    ``images_u8``/``labels`` stay on the device; ``idx: [B] int32`` picks the batch;
+    ``key``: the step's dropout key (``None``: ``loss_fn`` gets no key).
     The host drives the steps: on XLA:CPU a backward pass inside ``lax.scan`` runs
     about 5x slower than the same jitted step called in a loop (BUILD_NOTES.md).
     """
 
     @functools.partial(jax.jit, donate_argnums=(0,))
-    def train_step(state: TrainState, images, labels, idx):
+    def train_step(state: TrainState, images, labels, idx, key=None):
         def batch_loss(p):
             x = images[idx].astype(jnp.float32) / 255.0
-            return loss_fn(p, x, labels[idx])
+            if key is None:
+                return loss_fn(p, x, labels[idx])
+            return loss_fn(p, x, labels[idx], key)
 
         (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -149,16 +198,32 @@ def make_train_step(loss_fn, optimizer):
     return train_step
 
 
-def run_epoch(train_step, state, images_dev, labels_dev, key, epoch, batch_size):
+def run_epoch(
+    train_step,
+    state,
+    images_dev,
+    labels_dev,
+    key,
+    epoch,
+    batch_size,
+    dropout_key=None,
+):
     """One epoch of ``train_step`` over a permutation made with
     ``fold_in(key, epoch)`` (the last partial batch dropped); returns the new
-    state and the mean ``{"loss", "accuracy"}`` over its steps (host floats)."""
+    state and the mean ``{"loss", "accuracy"}`` over its steps (host floats).
+    With ``dropout_key``, step ``i`` gets ``fold_in(fold_in(dropout_key,
+    epoch), i)`` (so a resumed epoch draws the same masks)."""
     steps = len(labels_dev) // batch_size
     perm = jax.random.permutation(jax.random.fold_in(key, epoch), len(labels_dev))
     perm = perm[: steps * batch_size].astype(jnp.int32).reshape(steps, batch_size)
+    epoch_key = None if dropout_key is None else jax.random.fold_in(dropout_key, epoch)
     sums = jnp.zeros(2)
     for i in range(steps):
-        state, lm = train_step(state, images_dev, labels_dev, perm[i])
+        if epoch_key is None:
+            state, lm = train_step(state, images_dev, labels_dev, perm[i])
+        else:
+            step_key = jax.random.fold_in(epoch_key, i)
+            state, lm = train_step(state, images_dev, labels_dev, perm[i], step_key)
         sums = sums + lm
     loss, acc = (float(v) / steps for v in jax.device_get(sums))
     return state, {"loss": loss, "accuracy": acc}
@@ -237,11 +302,13 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
     steps_per_epoch = len(x_train) // config.batch_size
     optimizer = make_optimizer(config, steps_per_epoch * config.epochs)
     state = TrainState(params, optimizer.init(params))
+    train_logits_fn = dropout_logits_fn(config.model)
     loss_fn = make_loss_fn(
         clf.logits_fn,
         weight_decay=config.weight_decay,
         adv_alpha=config.adv_alpha,
         adv_epsilon=config.adv_epsilon,
+        train_logits_fn=train_logits_fn,
     )
     train_step = make_train_step(loss_fn, optimizer)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -261,12 +328,24 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
             os.remove(metrics_path)
 
         key = jax.random.key(config.seed)
+        dropout_key = (
+            None
+            if train_logits_fn is None
+            else jax.random.fold_in(key, _DROPOUT_STREAM)
+        )
         images_dev, labels_dev = jnp.asarray(x_train), jnp.asarray(y_train)
         t_start = time.time()
         for epoch in range(start_epoch, config.epochs):
             t0 = time.time()
             state, m = run_epoch(
-                train_step, state, images_dev, labels_dev, key, epoch, config.batch_size
+                train_step,
+                state,
+                images_dev,
+                labels_dev,
+                key,
+                epoch,
+                config.batch_size,
+                dropout_key,
             )
             dt = time.time() - t0
             ev = evaluate_classifier(clf.logits_fn, state.params, x_test, y_test)
