@@ -77,6 +77,7 @@ class NguyenFiguresConfig:
     )
     model: str = opt("", "Model to score/ascend (default: the CPPN run's).")
     weights: str = opt("", "Its weights (default: the CPPN run's).")
+    preprocess: str = opt("", "Its preprocessing (default: the CPPN run's).")
     classes: tuple[int, ...] = opt((), "Classes shown (empty: the best CPPN ones).")
     num_shown: int = opt(10, "Classes shown when --classes is empty.")
     ascent_steps: int = opt(20, "Gradient-ascent steps.")
@@ -279,21 +280,32 @@ def _pick_classes(cfg, elites: dict, num_classes: int) -> list[int]:
     return sorted(best[: cfg.num_shown])
 
 
-def _classifier(cfg, art: dict):
+def _classifier(cfg, art: dict, source: str):
+    """The model the figure scores with: ``--model``/``--weights``, else the
+    source run's (with the preprocessing its ``config.json`` records)."""
     model = cfg.model or art["model"]
     weights = cfg.weights or art["weights"]
-    return load_classifier(model, weights), model, weights
+    run_cfg = {}
+    if not cfg.model and not cfg.weights:
+        path = os.path.join(source, "config.json")
+        if os.path.exists(path):
+            run_cfg = json.loads(integrity.read_verified(path))
+    pre = cfg.preprocess or run_cfg.get("preprocess")
+    clf = load_classifier(model, weights, pre, run_cfg.get("mean_file"))
+    return clf, model, weights
 
 
-def _label(name: str, conf: float, width: int = 18) -> str:
-    return f"{name[:width]}\n{100 * conf:.2f}%"
+def _label(name: str, what: str, conf: float) -> str:
+    """Two title lines: the class name, then what the image is and its
+    confidence for that class."""
+    return f"{name[:20]}\n{what} {100 * conf:.2f}%"
 
 
 def ascent_vs_cppn(cfg, open_workdir) -> dict:
     art = _fooling_artifact(cfg.cppn)
     names = _class_names(read_summary(cfg.cppn), 0)
     elites = best_elites(art)
-    clf, model, weights = _classifier(cfg, art)
+    clf, model, weights = _classifier(cfg, art, cfg.cppn)
     names = list(clf.class_names or names)
     classes = _pick_classes(cfg, elites, clf.num_classes)
     labels = np.asarray(classes, np.int32)
@@ -341,8 +353,8 @@ def ascent_vs_cppn(cfg, open_workdir) -> dict:
     for i, c in enumerate(classes):
         tiles += [ascent_shown[i], cppn_imgs[i]]
         titles += [
-            _label(f"ascent: {names[c]}", conf[i], 26),
-            _label(f"CPPN: {names[c]}", cppn_conf[i], 26),
+            _label(names[c], "ascent", conf[i]),
+            _label(names[c], "CPPN", cppn_conf[i]),
         ]
     save_grid_png(
         wd.file("ascent_vs_cppn.png"), np.stack(tiles), ncols=2, titles=titles
@@ -372,7 +384,7 @@ def _fit(images, shape) -> np.ndarray:
 def repetition(cfg, open_workdir) -> dict:
     art = _fooling_artifact(cfg.cppn)
     elites = best_elites(art)
-    clf, model, weights = _classifier(cfg, art)
+    clf, model, weights = _classifier(cfg, art, cfg.cppn)
     names = list(clf.class_names or _class_names(read_summary(cfg.cppn), 0))
     classes = _pick_classes(cfg, elites, clf.num_classes)
     labels = np.asarray(classes, np.int32)
@@ -414,12 +426,13 @@ def repetition(cfg, open_workdir) -> dict:
         wd.file("repetition_bars.png"),
         [names[c][:16] for c in classes],
         {"original": original, **after},
+        xlabel="class",
         ylabel="confidence of the class (%)",
         title=f"Repetition ablation ({cfg.grid}x{cfg.grid} tiles, fill {cfg.fill})",
     )
     shown = np.concatenate([images[:, None], np.moveaxis(ablated, 0, 1)], 1)
     titles = [
-        _label(f"{k}: {names[c]}", p[i])
+        _label(names[c], k, p[i])
         for i, c in enumerate(classes)
         for k, p in zip(("original", *kinds), (original, *after.values()), strict=True)
     ]
@@ -451,12 +464,14 @@ def repetition(cfg, open_workdir) -> dict:
     }
 
 
-def _bar_chart(path, labels, groups: dict, *, ylabel: str, title: str) -> None:
+def _bar_chart(
+    path, labels, groups: dict, *, xlabel: str, ylabel: str, title: str
+) -> None:
     """Grouped bars: one group per label, one bar per ``groups`` entry
     (values in [0, 1], shown in %)."""
     plt = pictures.plt
     n, m = len(labels), len(groups)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * n * (m + 1) / 2 + 1.5), 4))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.22 * n * m + 1.5), 4))
     width = 0.8 / m
     for j, (name, vals) in enumerate(groups.items()):
         ax.bar(
@@ -466,11 +481,13 @@ def _bar_chart(path, labels, groups: dict, *, ylabel: str, title: str) -> None:
             label=name,
         )
     ax.set_xticks(np.arange(n), labels, rotation=40, ha="right", fontsize=8)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 118)  # room for the legend above the 100 % bars
+    ax.set_yticks(range(0, 101, 20))
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=m, loc="upper center")
     pictures._save(fig, path)
 
 
@@ -536,6 +553,7 @@ def per_class(cfg, open_workdir) -> dict:
             "dogs and cats (151-285)": [r["mean_dogs_cats"] for r in out.values()],
             "other classes": [r["mean_other"] for r in out.values()],
         },
+        xlabel="run",
         ylabel="mean elite confidence (%)",
         title="Mean confidence per category (Fig. 8: dogs and cats are harder)",
     )
