@@ -100,9 +100,49 @@ def load_classifier(
     model's ``input_shape`` (only ``C`` for models that resize their input,
     ``resizes_input``) with an ``InputError``, at trace time.
     """
+    if _foreign_spec(name, weights) is not None:
+        return _load_foreign(name, weights, preprocess, mean)
     spec = get_spec(name)
     params = load_params(spec, weights)
     return _classifier(spec, spec.build(), params, preprocess, mean, spec.num_classes)
+
+
+_FRAMEWORKS = ("torch", "keras", "onnx")
+
+
+def _foreign_spec(name: str, weights: str) -> str | None:
+    """``torch:PATH``/``keras:PATH``/``onnx:PATH`` named by ``name`` (or by
+    ``name`` ``torch`` and ``weights`` ``PATH``, as ``NAME:WEIGHTS`` lists
+    split it), or by ``weights`` of a registered model; else None."""
+    if isinstance(name, str) and name.split(":", 1)[0] in _FRAMEWORKS:
+        return name if ":" in name else f"{name}:{weights}"
+    if isinstance(weights, str) and weights.split(":", 1)[0] in _FRAMEWORKS:
+        return weights if ":" in weights else None
+    return None
+
+
+def _load_foreign(name, weights, preprocess, mean) -> Classifier:
+    """A PyTorch/Keras/ONNX model (``fooljax.models.foreign``); a registered
+    ``name`` with foreign ``weights`` lends its image shape, classes and class
+    names."""
+    from fooljax.models import foreign  # the frameworks load only when used
+
+    spec = _foreign_spec(name, weights)
+    if spec == name and ":" in name and weights not in ("default", "", None):
+        raise FooljaxError(
+            f"--model={name} holds its own weights; drop --weights={weights}"
+        )
+    pre = make_preprocess(preprocess, mean=mean) if preprocess else None
+    if spec == weights:
+        reg = get_spec(name)
+        return foreign.load_foreign(
+            spec,
+            input_shape=reg.input_shape,
+            num_classes=reg.num_classes,
+            class_names=reg.class_names,
+            preprocess=pre,
+        )
+    return foreign.load_foreign(spec, preprocess=pre)
 
 
 def _classifier(spec, model, params, preprocess, mean, num_classes) -> Classifier:
