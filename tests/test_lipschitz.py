@@ -117,6 +117,32 @@ def test_batchnorm_is_bounded_by_its_largest_scale():
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_batchnorm_conv_fused_bound_is_the_composites_norm():
+    bn, conv = KerasBatchNorm(), nn.Conv(3, (3, 3), padding="SAME")
+    shape = (1, 6, 6, 2)
+    p_bn = {
+        "params": {
+            "gamma": jnp.array([2.0, -0.5]),
+            "beta": jnp.ones(2),
+            "moving_mean": jnp.zeros(2),
+            "moving_variance": jnp.array([0.5, 2.0]),
+        }
+    }
+    p_conv = conv.init(jax.random.key(4), jnp.zeros(shape))
+    chain = runs_lipschitz.Chain(
+        runs_lipschitz.ModuleApply(bn), runs_lipschitz.ModuleApply(conv)
+    )
+    got = lipschitz.affine_operator_norm(
+        chain, (p_bn, p_conv), shape, jax.random.key(0), num_iters=500
+    ).norm
+    want = _dense_norm(chain, (p_bn, p_conv), shape)
+    np.testing.assert_allclose(got, want, rtol=1e-3)
+    separate = lipschitz.diagonal_operator_norm(bn.apply, p_bn, shape) * _dense_norm(
+        conv.apply, p_conv, shape
+    )
+    assert want <= separate * (1 + 1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(runs_lipschitz.LAYER_TABLES))
 def test_layer_table_covers_every_parametrised_layer_once(name):
     spec = get_spec(name)
