@@ -465,26 +465,41 @@ def repetition(cfg, open_workdir) -> dict:
 
 
 def _bar_chart(
-    path, labels, groups: dict, *, xlabel: str, ylabel: str, title: str
+    path,
+    labels,
+    groups: dict,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    annotate: bool = False,
 ) -> None:
     """Grouped bars: one group per label, one bar per ``groups`` entry
-    (values in [0, 1], shown in %)."""
+    (values in [0, 1], shown in %); ``annotate`` writes each bar's value and
+    scales the axis to the data (for small values)."""
     plt = pictures.plt
     n, m = len(labels), len(groups)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.22 * n * m + 1.5), 4))
     width = 0.8 / m
+    top = 0.0
     for j, (name, vals) in enumerate(groups.items()):
-        ax.bar(
+        bars = ax.bar(
             np.arange(n) + (j - (m - 1) / 2) * width,
             100 * np.asarray(vals),
             width,
             label=name,
         )
+        top = max(top, 100 * float(np.max(vals)))
+        if annotate:
+            ax.bar_label(bars, fmt="%.2f%%", fontsize=7)
     ax.set_xticks(np.arange(n), labels, rotation=40, ha="right", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 118)  # room for the legend above the 100 % bars
-    ax.set_yticks(range(0, 101, 20))
+    if annotate:
+        ax.set_ylim(0, 1.35 * top if top > 0 else 1)  # room for the legend
+    else:
+        ax.set_ylim(0, 118)  # room for the legend above the 100 % bars
+        ax.set_yticks(range(0, 101, 20))
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=m, loc="upper center")
@@ -555,7 +570,8 @@ def per_class(cfg, open_workdir) -> dict:
         },
         xlabel="run",
         ylabel="mean elite confidence (%)",
-        title="Mean confidence per category (Fig. 8: dogs and cats are harder)",
+        title="Mean elite confidence per category (Fig. 8)",
+        annotate=True,
     )
     return {"runs": out, "sources": {"cppn": cfg.cppn, "direct": cfg.direct}}
 
