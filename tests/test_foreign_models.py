@@ -4,6 +4,7 @@ FGSM, MAP-Elites and one-pixel; bad models refused with one line; one
 compilation per shape. Each framework's tests skip when it is not installed."""
 
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -400,3 +401,36 @@ def test_keras_one_pixel_lenet_h5_matches_flax_port(data_root):
     x = np.random.default_rng(8).random((4, 32, 32, 3), np.float32)
     for c in (clf, direct_):
         np.testing.assert_allclose(_logits(c, x), _logits(ref, x), atol=ATOL)
+
+
+def test_command_line_bad_foreign_models_one_line(tmp_path):
+    torch = _torch()
+    from tests.cli_harness import run_in_subprocess
+
+    class Raises(torch.nn.Module):
+        def forward(self, x):
+            if x.shape[0] > 0:
+                raise RuntimeError("boom")
+            return x
+
+    raises = str(tmp_path / "raises.pt")
+    torch.jit.script(Raises()).save(raises)
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    opt = "?shape=32x32x3&classes=10"
+    cases = [
+        ([f"--model=torch:{tmp_path}/missing.pt{opt}"], r"file .*missing.pt does not"),
+        ([f"--model=torch:{raises}{opt}"], r"^error: model 'torch:.*raises.pt.*raised"),
+        ([f"--model=onnx:{tmp_path}/junk.onnx"], r"does not load as an ONNX model"),
+        ([f"--model=torch:{raises}?bogus=1"], r"unknown option 'bogus=1'"),
+        ([f"--model=torch:{raises}{opt}", "--weights=w.npz"], r"drop --weights"),
+    ]
+    argvs = [[*a, f"--workdir={tmp_path}/w{i}"] for i, (a, _) in enumerate(cases)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    results = run_in_subprocess(
+        "experiments.one_pixel", "one_pixel.main", argvs, tmp_path, env
+    )
+    for i, ((_, pattern), res) in enumerate(zip(cases, results, strict=True)):
+        errors = [ln for ln in res["stderr"].splitlines() if ln.startswith("error: ")]
+        assert res["code"] == 2 and not res["traceback"], res["stderr"][-500:]
+        assert len(errors) == 1 and re.search(pattern, errors[0]), res["stderr"]
+        assert not os.path.exists(tmp_path / f"w{i}")

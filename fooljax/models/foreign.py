@@ -77,7 +77,7 @@ def callback_error(e: BaseException) -> ForeignModelError | None:
     return None
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def _one_line(text, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -172,6 +172,13 @@ def _model_item_shape(input_shape, layout):
 # the callback core
 
 
+def _error_text(e: BaseException) -> str:
+    """An exception's message; of a multi-line one (TorchScript's interpreter
+    traceback) its last line, where the error itself is."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1] if len(lines) > 1 else " ".join(lines)
+
+
 class _Runner:
     """NumPy side of a foreign model: ``forward(x) -> [N, K]`` and
     ``vjp(x, g) -> dL/dx`` on network inputs ``x [N, *item]`` in the model's
@@ -238,7 +245,8 @@ class _Runner:
             raise
         except Exception as e:
             raise self.fail(
-                f"raised {type(e).__name__} on input {list(flat.shape)}: {e}"
+                f"raised {type(e).__name__} on input {list(flat.shape)}: "
+                f"{_error_text(e)}"
             ) from None
         out = self._check_out(out, n, flat.shape)
         return out.reshape((*lead, out.shape[-1]))
@@ -255,7 +263,8 @@ class _Runner:
             grad = np.asarray(self.vjp(flat, g))
         except Exception as e:
             raise self.fail(
-                f"gradient raised {type(e).__name__} on input {list(flat.shape)}: {e}"
+                f"gradient raised {type(e).__name__} on input {list(flat.shape)}: "
+                f"{_error_text(e)}"
             ) from None
         if grad.shape != flat.shape or not np.all(np.isfinite(grad)):
             raise self.fail(
@@ -404,10 +413,14 @@ def from_torch(
         if not os.path.exists(path):
             raise FooljaxError(f"model '{name}': file {path} does not exist")
         try:
-            module = torch.jit.load(path, map_location="cpu")
+            if path.endswith(".pt2"):  # torch.export.save
+                module = torch.export.load(path).module()
+            else:
+                module = torch.jit.load(path, map_location="cpu")
         except Exception as e:
+            kind = "torch.export" if path.endswith(".pt2") else "TorchScript"
             raise FooljaxError(
-                f"model '{name}': {path} is not a TorchScript file "
+                f"model '{name}': {path} is not a {kind} file "
                 f"({type(e).__name__}: {_one_line(e, 150)})"
             ) from None
     if not callable(module):
@@ -415,8 +428,10 @@ def from_torch(
             f"from_torch needs a torch.nn.Module, got {type(module).__name__}"
         )
     name = name or f"torch:{type(module).__name__}"
-    if hasattr(module, "eval"):
-        module.eval()
+    try:
+        module.eval()  # dropout off, batch-norm statistics frozen
+    except (AttributeError, NotImplementedError):
+        pass  # torch.export modules are already in the mode they were exported in
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise FooljaxError(
             f"model '{name}': num_classes must be >= 1, got {num_classes}"
@@ -863,7 +878,10 @@ def load_foreign(
     num_classes = opts.get("classes", num_classes)
     if any(k in opts for k in ("scale", "mean", "std")):
         preprocess = {k: opts[k] for k in ("scale", "mean", "std") if k in opts}
-    kw: dict[str, Any] = {"preprocess": preprocess, "name": name or spec}
+    kw: dict[str, Any] = {
+        "preprocess": preprocess,
+        "name": name or f"{framework}:{path}",
+    }
     kw["class_names"] = class_names
     if "outputs" in opts:
         kw["outputs"] = opts["outputs"]
