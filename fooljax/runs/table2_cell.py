@@ -65,8 +65,12 @@ PAPER = {
 
 @dataclasses.dataclass(frozen=True)
 class Table2CellConfig:
-    source: str = opt("fc10_1e-4", "Zoo model the examples are made on.")
-    target: str = opt("fc100_100_10", "Zoo model they are scored on.")
+    source: str = opt(
+        "fc10_1e-4", "Zoo model the examples are made on (or MODEL:WEIGHTS)."
+    )
+    target: str = opt(
+        "fc100_100_10", "Zoo model they are scored on (or MODEL:WEIGHTS)."
+    )
     zoo_dir: str = opt("", "Cache of trained zoo models (default <workdir>/models).")
     data_dir: str | None = opt(None, "MNIST directory (default $FOOLJAX_DATA/mnist).")
     split: str = opt("test", "Images attacked.", choices=("test", "train"))
@@ -147,8 +151,11 @@ def run(cfg: Table2CellConfig, workdir: str, *, overwrite: bool = False) -> dict
     """The measurements of the module docstring; returns the summary."""
     cfg.validate()
     for name in (cfg.source, cfg.target):
-        if zoo_config(name) is None:
+        # MODEL:WEIGHTS names any trained weights (zoo_classifier reads them)
+        if ":" not in name and zoo_config(name) is None:
             raise FooljaxError(f"--source/--target must be a trained zoo model: {name}")
+    if cfg.target_weight_decays and ":" in cfg.target:
+        raise FooljaxError("--target_weight_decays needs a zoo --target (its config)")
     x, y = _load(cfg)
     wd = Workdir(workdir, cfg, overwrite=overwrite)
     zoo_dir = cfg.zoo_dir or wd.file("models")
@@ -316,8 +323,17 @@ def _solve_at(cfg, src, x, targets, c: float) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def _shown(name: str) -> str:
+    """A short name: ``fc10 (dir)`` for ``fc10:<dir>/params.npz``."""
+    if ":" not in name:
+        return name
+    model, weights = name.split(":", 1)
+    return f"{model} ({os.path.basename(os.path.dirname(weights)) or weights})"
+
+
 def _plot(path, cfg, curve, dist, counting, regularised):
     ds = [c["actual_mean_distortion"] for c in curve]
+    cfg = dataclasses.replace(cfg, source=_shown(cfg.source), target=_shown(cfg.target))
     lines = {
         f"{cfg.target}, r rescaled": (ds, [100 * c["target_error"] for c in curve]),
         f"{cfg.source} (source), r rescaled": (
@@ -341,7 +357,7 @@ def _plot(path, cfg, curve, dist, counting, regularised):
         lines,
         xlabel="mean distortion sqrt(sum r^2 / n) (pixels in [0, 1])",
         ylabel="error on the model (%)",
-        title=f"Szegedy Table 2: {cfg.source} examples on {cfg.target} ({cfg.split})",
+        title=f"{cfg.source} -> {cfg.target}, {cfg.split} images",
     )
 
 
