@@ -206,6 +206,10 @@ def test_bad_sources_are_one_line_errors(tmp_path):
         opa.read_results(str(tmp_path / "tg"), targeted=False)
     with pytest.raises(FooljaxError, match="fgsm_pixels"):
         opa.OnePixelCompareConfig(sources="x", fgsm_pixels="1,a").validate()
+    with pytest.raises(FooljaxError, match="unknown field"):
+        opa.OnePixelCompareConfig(sources="x", lsa_overrides="m:foo=1").validate()
+    ok = opa.OnePixelCompareConfig(sources="x", lsa_overrides="m:half_side=2")
+    assert ok.lsa_config("m").half_side == 2 and ok.lsa_config("n").half_side == 5
 
 
 def test_cli_bad_sources_exit_with_one_line(tmp_path):

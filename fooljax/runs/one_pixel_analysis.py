@@ -331,6 +331,11 @@ class OnePixelCompareConfig:
     lsa_perturbation: float = opt(1.5, "LSA CYCLIC multiplier r (1.5).")
     lsa_probe: float = opt(10.0, "LSA probe value p (foolbox: 10).")
     lsa_batch: int = opt(10, "Images per compiled LSA call.")
+    lsa_overrides: str = opt(
+        "",
+        "Per-model LSA settings MODEL:FIELD=V[:FIELD=V],... over the lsa_* flags "
+        "(fields of LocalSearchConfig, e.g. cifar_resnet32:half_side=2:max_rounds=20).",
+    )
     max_images: str = opt(
         "",
         "Per-model cap MODEL=N,... on the images attacked (the first N of the "
@@ -356,6 +361,7 @@ class OnePixelCompareConfig:
             )
         self.pixel_counts()
         self.image_caps()
+        self.lsa_config(None)
 
     def pixel_counts(self) -> list[int]:
         try:
@@ -384,7 +390,38 @@ class OnePixelCompareConfig:
                 raise FooljaxError(f"--max_images counts must be >= 1, got {item!r}")
         return caps
 
-    def lsa_config(self) -> ls.LocalSearchConfig:
+    def lsa_config(self, model: str | None) -> ls.LocalSearchConfig:
+        """The LSA settings of ``model`` (``None``: the lsa_* flags; every
+        override is checked)."""
+        base = self._lsa_base()
+        fields = {f.name: f.type for f in dataclasses.fields(ls.LocalSearchConfig)}
+        out = base
+        for item in _items(self.lsa_overrides):
+            name, *assigns = item.split(":")
+            ov = {}
+            for a in assigns:
+                field, _, v = a.partition("=")
+                if field not in fields:
+                    raise FooljaxError(
+                        f"--lsa_overrides: unknown field {field!r} in {item!r} "
+                        f"(known: {', '.join(fields)})"
+                    )
+                try:
+                    ov[field] = int(v) if fields[field] in (int, "int") else float(v)
+                except ValueError:
+                    raise FooljaxError(
+                        f"--lsa_overrides: bad value in {item!r}"
+                    ) from None
+            cfg = dataclasses.replace(base, **ov)
+            try:
+                cfg.validate()
+            except ValueError as e:
+                raise FooljaxError(f"--lsa_overrides {item!r}: {e}") from None
+            if name.strip() == model:
+                out = cfg
+        return out
+
+    def _lsa_base(self) -> ls.LocalSearchConfig:
         return ls.LocalSearchConfig(
             perturbation=self.lsa_perturbation,
             probe=self.lsa_probe,
@@ -455,13 +492,15 @@ def compare(cfg: OnePixelCompareConfig, workdir: str, *, overwrite=False) -> dic
         if None in key:
             raise FooljaxError(f"source {s}: summary.json names no model/weights")
         nets.setdefault(key, []).append(s)
-    lsa_cfg = cfg.lsa_config()
     wd = Workdir(workdir, cfg, overwrite=overwrite)
     methods: dict[str, dict] = {}
     num_images: dict[str, int] = {}
+    lsa_used: dict[str, dict] = {}
     for (model, weights), srcs in nets.items():
         clf = models.load_classifier(model, weights)
+        lsa_cfg = cfg.lsa_config(model)
         lsa_cfg.validate(clf.input_shape)
+        lsa_used[model] = dataclasses.asdict(lsa_cfg)
         x, y, idx = _network_images(sources[srcs[0]], srcs[0], cfg.data_dir)
         cap = cfg.image_caps().get(model, len(y))
         for s in srcs[1:]:
@@ -587,7 +626,7 @@ def compare(cfg: OnePixelCompareConfig, workdir: str, *, overwrite=False) -> dic
             "methods": methods,
             "models": [m for m, _ in nets],
             "num_images": num_images,
-            "lsa": dataclasses.asdict(lsa_cfg),
+            "lsa": lsa_used,
             "fgsm_epsilon": cfg.fgsm_epsilon,
             "perturbation_note": "L0 = pixels changed; L2, L-inf over all channels in "
             "[0, 1] units; means over the successful examples",
