@@ -572,7 +572,7 @@ def lbfgs_beside_bound(cfg: LipschitzConfig, clf, lipschitz_images: float) -> di
     )
     ok = arrays["success"]
     l2 = np.sqrt(((arrays["adversarial"] - x).reshape(len(x), -1) ** 2).sum(1))
-    logits = np.asarray(jax.jit(clf.logits_fn)(clf.params, jnp.asarray(x)))
+    logits = np.asarray(jax.jit(clf.logits_fn)(clf.params, jnp.asarray(x)), np.float64)
     top2 = np.sort(logits, axis=1)[:, -2:]
     # |(z_a - z_b)(x + r) - (z_a - z_b)(x)| <= sqrt(2) ||dz|| <= sqrt(2) L ||r||
     certified = (top2[:, 1] - top2[:, 0]) / (math.sqrt(2.0) * lipschitz_images)
@@ -593,7 +593,7 @@ def lbfgs_beside_bound(cfg: LipschitzConfig, clf, lipschitz_images: float) -> di
         "bound_respected": bool(np.all(l2[ok] >= certified[ok] * (1 - 1e-4))),
         "seconds": time.time() - t0,
     }
-    if ok.any():
+    if ok.any() and np.all(certified[ok] > 0):
         out["looseness"] = float(np.median(l2[ok] / certified[ok]))
     return out
 
