@@ -298,7 +298,7 @@ def _classifier(cfg, art: dict, source: str):
 def _label(name: str, what: str, conf: float) -> str:
     """Two title lines: the class name, then what the image is and its
     confidence for that class."""
-    return f"{name[:20]}\n{what} {100 * conf:.2f}%"
+    return f"{name[:20]}\n{what} {100 * conf:.3f}%"
 
 
 def ascent_vs_cppn(cfg, open_workdir) -> dict:
