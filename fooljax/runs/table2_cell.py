@@ -324,11 +324,11 @@ def _solve_at(cfg, src, x, targets, c: float) -> np.ndarray:
 
 
 def _shown(name: str) -> str:
-    """A short name: ``fc10 (dir)`` for ``fc10:<dir>/params.npz``."""
+    """A short name: ``dir`` for ``fc10:<zoo>/dir/params.npz``."""
     if ":" not in name:
         return name
     model, weights = name.split(":", 1)
-    return f"{model} ({os.path.basename(os.path.dirname(weights)) or weights})"
+    return os.path.basename(os.path.dirname(weights)) or model
 
 
 def _plot(path, cfg, curve, dist, counting, regularised):
@@ -351,6 +351,11 @@ def _plot(path, cfg, curve, dist, counting, regularised):
         [float(dist.mean())],
         [100 * counting["all_images"]],
     )
+    for name, row in regularised.items():
+        lines[f"ours on {name}"] = (
+            [float(dist.mean())],
+            [100 * row["transfer_error"]],
+        )
     lines["paper: 2 % at 0.062"] = ([min(ds), max(ds)], [2.0, 2.0])
     plot_lines(
         path,
