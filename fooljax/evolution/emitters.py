@@ -175,7 +175,9 @@ def _pad(tree, m: int):
 def target_grad(ctx: Context, genes: Genes, genomes, x, targets):
     """Per-row ``grad_x log p(targets | decode(set(genomes, x)))`` and the
     rows' log-probs ``[n, K]`` (NaN -> -inf; NaN gradients -> 0), computed in
-    micro-batches of ``ctx.eval_batch`` (padded as the scoring is)."""
+    micro-batches of ``ctx.eval_batch`` (padded as the scoring is). The
+    micro-batches are unrolled, not a ``lax.map``: XLA:CPU runs a backward
+    pass inside a loop 4-5x slower (LeNet, batch 50: 467 vs 106 ms)."""
     n = targets.shape[0]
     eb, m = _chunks(n, ctx.eval_batch)
 
@@ -185,16 +187,13 @@ def target_grad(ctx: Context, genes: Genes, genomes, x, targets):
         return jnp.sum(jnp.take_along_axis(lp, tb[:, None], axis=1)), lp
 
     grad_fn = jax.grad(objective, has_aux=True)
-
-    def batch(args):
-        return grad_fn(*args)
-
-    split = jax.tree_util.tree_map(
-        lambda a: a.reshape(m // eb, eb, *a.shape[1:]), _pad((x, genomes, targets), m)
-    )
-    g, lp = jax.lax.map(batch, split)
-    g = g.reshape(m, *g.shape[2:])[:n]
-    lp = lp.reshape(m, lp.shape[-1])[:n]
+    padded = _pad((x, genomes, targets), m)
+    outs = [
+        grad_fn(*jax.tree_util.tree_map(lambda a, i=i: a[i : i + eb], padded))
+        for i in range(0, m, eb)
+    ]
+    g = jnp.concatenate([o[0] for o in outs])[:n]
+    lp = jnp.concatenate([o[1] for o in outs])[:n]
     return jnp.where(jnp.isnan(g), 0.0, g), jnp.where(jnp.isnan(lp), -jnp.inf, lp)
 
 
@@ -250,14 +249,15 @@ class Gradient:
         alpha = self.step_size * span * jnp.exp2(-4.0 * u)  # log-uniform, 16:1
         alpha = alpha.reshape((n,) + (1,) * (x0.ndim - 1))
 
-        def one_step(x, _):
+        x, xs, lps = x0, [], []
+        for _ in range(self.steps):  # unrolled: no backward inside a loop
             g, lp = target_grad(ctx, genes, genomes, x, targets)
-            x_new = jnp.clip(
+            xs.append(x)
+            lps.append(lp)
+            x = jnp.clip(
                 x + alpha * jnp.sign(g) * mask.astype(x.dtype), genes.low, genes.high
             )
-            return x_new, (x, lp)
-
-        x, (xs, lps) = jax.lax.scan(one_step, x0, None, self.steps)
+        xs, lps = jnp.stack(xs), jnp.stack(lps)
         offspring = jax.vmap(genes.set)(genomes, x)
         if self.steps == 1:
             return Emitted(offspring)
