@@ -620,7 +620,7 @@ def compare(cfg: OnePixelCompareConfig, workdir: str, *, overwrite=False) -> dic
         row["mean_rounds"] = float(saved["rounds"].mean())
         row["seconds"] = round(float(saved["seconds"]), 1)
         methods.setdefault("lsa", {})[model] = row
-    _plot_compare(wd.file("compare.png"), methods, [m for m, _ in nets])
+    _plot_compare(wd.file("compare.png"), methods, [m for m, _ in nets], num_images)
     return wd.finish(
         {
             "methods": methods,
@@ -651,7 +651,9 @@ def _paper_marker(method: str):
     return None
 
 
-def _plot_compare(path: str, methods: dict, model_names: list[str]) -> None:
+def _plot_compare(
+    path: str, methods: dict, model_names: list[str], num_images: dict | None = None
+) -> None:
     order = sorted(
         methods, key=lambda m: (not m.startswith("one_pixel"), m != "lsa", m)
     )
@@ -663,8 +665,9 @@ def _plot_compare(path: str, methods: dict, model_names: list[str]) -> None:
         off = (i - (n - 1) / 2) * width
         sr = [methods[o].get(m, {}).get("success_rate", np.nan) for o in order]
         l0 = [methods[o].get(m, {}).get("mean_l0") or np.nan for o in order]
-        a1.bar(xs + off, sr, width, label=m)
-        a2.bar(xs + off, l0, width, label=m)
+        label = f"{m} ({num_images[m]} images)" if num_images else m
+        a1.bar(xs + off, sr, width, label=label)
+        a2.bar(xs + off, l0, width, label=label)
     ref = [(j, _paper_marker(o)) for j, o in enumerate(order) if _paper_marker(o)]
     if ref:
         a1.plot(
