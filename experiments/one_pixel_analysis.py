@@ -9,7 +9,7 @@ Each source is a finished ``experiments.one_pixel --targeted`` work directory
 (e.g. ``--flagfile=experiments/configs/one_pixel_analysis_targeted_lenet.flags``);
 its ``results.jsonl`` is read. Writes ``summary.json`` (per source the 10 x 10
 ``success_matrix``, ``attempts``, the classes-per-image histogram and mean, the
-paper's values), ``heatmap.png`` and ``classes_per_image.png``. Seconds. A
+paper's values), ``heatmap.png`` and ``classes_per_image.png``. About 15 s. A
 missing, unfinished, empty or non-targeted source: one line, exit 1.
 """
 
