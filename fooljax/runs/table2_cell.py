@@ -332,37 +332,36 @@ def _shown(name: str) -> str:
 
 
 def _plot(path, cfg, curve, dist, counting, regularised):
+    """At most 8 lines (one colour each, short labels); the title names the
+    models, the legend says target / source / weight-decayed copies."""
     ds = [c["actual_mean_distortion"] for c in curve]
-    cfg = dataclasses.replace(cfg, source=_shown(cfg.source), target=_shown(cfg.target))
     lines = {
-        f"{cfg.target}, r rescaled": (ds, [100 * c["target_error"] for c in curve]),
-        f"{cfg.source} (source), r rescaled": (
-            ds,
-            [100 * c["source_error"] for c in curve],
-        ),
-        f"{cfg.target}, Gaussian noise, same norm": (
+        "target: r rescaled": (ds, [100 * c["target_error"] for c in curve]),
+        "source itself: r rescaled": (ds, [100 * c["source_error"] for c in curve]),
+        "target: noise, same norm": (
             [c["noise_actual_mean_distortion"] for c in curve],
             [100 * c["target_error_same_norm_noise"] for c in curve],
         ),
     }
-    for name, row in regularised.items():
-        lines[f"{name}, r rescaled"] = (ds, [100 * e for e in row["curve"]])
-    lines["ours: minimal-distortion examples"] = (
-        [float(dist.mean())],
-        [100 * counting["all_images"]],
-    )
-    for name, row in regularised.items():
-        lines[f"ours on {name}"] = (
-            [float(dist.mean())],
-            [100 * row["transfer_error"]],
+    for row in regularised.values():
+        lines[f"target wd {row['weight_decay']:g}: r rescaled"] = (
+            ds,
+            [100 * e for e in row["curve"]],
         )
+    errors = [counting["all_images"]] + [
+        r["transfer_error"] for r in regularised.values()
+    ]
+    lines["our examples (each target)"] = (
+        [float(dist.mean())] * len(errors),
+        [100 * e for e in errors],
+    )
     lines["paper: 2 % at 0.062"] = ([min(ds), max(ds)], [2.0, 2.0])
     plot_lines(
         path,
         lines,
         xlabel="mean distortion sqrt(sum r^2 / n) (pixels in [0, 1])",
         ylabel="error on the model (%)",
-        title=f"{cfg.source} -> {cfg.target}, {cfg.split} images",
+        title=f"{_shown(cfg.source)} -> {_shown(cfg.target)}, {cfg.split} images",
     )
 
 
