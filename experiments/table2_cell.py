@@ -10,7 +10,8 @@ the target's error under each counting rule, as a function of the distortion
 values of c, on training images (``--split=train``), and on copies of the
 target trained with weight decay. Writes ``summary.json`` and ``transfer.png``
 (error vs mean distortion, the paper's 2 % as a reference line). Runtime and
-results: the flagfile.
+results: the flagfiles (``table2_cell_sgd_source.flags``: a paper-like FC10
+and weight-decayed FC100 copies, 4.3 % at weight decay 1e-3).
 """
 
 from fooljax.runs import table2_cell

@@ -25,7 +25,13 @@ where the difference can come from, on the same zoo models, images and targets
   L2 weight decay (``target_weight_decays``, trained into the zoo directory).
 
 Writes ``summary.json`` and ``transfer.png``; the L-BFGS examples are saved
-(``lbfgs_*.npz``) so an interrupted run resumes.
+(``lbfgs_*.npz``) so an interrupted run resumes. ``--source``/``--target`` also
+take ``MODEL:WEIGHTS`` (e.g. an FC10 trained by ``experiments.train_classifier``).
+
+Measured (300 test images; BUILD_NOTES.md): zoo FC10 -> zoo FC100 0.54 at
+distortion 0.0715 (0.45 rescaled to 0.062; same-norm noise 0.03); an FC10
+trained by SGD to convergence (7.43 %, 0.058, as the paper's) 0.32, and on
+FC100 copies with weight decay 1e-4 / 3e-4 / 1e-3: 0.14 / 0.10 / 0.043.
 """
 
 from __future__ import annotations
