@@ -186,3 +186,18 @@ def test_bad_command_lines_are_one_line(tmp_path, cppn_run):
         assert res["code"] == 2 and not res["traceback"], (argv, res["stderr"][-500:])
         assert len(errors) == 1 and re.search(pattern, errors[0]), (argv, errors)
         assert not os.path.exists(tmp_path / f"w{i}"), argv
+
+
+def test_gradient_ascent_run_climbs_only_the_classes_named(tmp_path):
+    from fooljax.runs import gradient
+
+    cfg = gradient.GradientAscentConfig(num_steps=3, classes=(7, 2))
+    s = gradient.run_gradient_ascent(cfg, str(tmp_path / "ga"))
+    assert s["classes"] == [7, 2] and len(s["confidence"]) == 2
+    art = nf._fooling_artifact(str(tmp_path / "ga"))
+    assert art["labels"].tolist() == [7, 2] and art["images"].shape == (2, 28, 28, 1)
+    with pytest.raises(FooljaxError, match="classes must be in 0..9"):
+        gradient.run_gradient_ascent(
+            gradient.GradientAscentConfig(classes=(10,)), str(tmp_path / "bad")
+        )
+    assert not os.path.exists(tmp_path / "bad")

@@ -33,6 +33,7 @@ from fooljax.attacks import (
     random_targets,
 )
 from fooljax.attacks.common import check_epsilon
+from fooljax.errors import FooljaxError
 from fooljax.runs import config
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import (
@@ -148,6 +149,7 @@ class GradientAscentConfig:
     step_size: float = opt(1.0, "Gradient step size.")
     l2_decay: float = opt(1e-4, "L2 decay weight on the pixels.")
     seed: int = opt(0, "Seed of the noise start.")
+    classes: tuple[int, ...] = opt((), "Classes to climb (empty: every class).")
 
     def validate(self) -> None:
         config.check_fields(
@@ -585,16 +587,20 @@ def run_gradient_ascent(
     summary's ``confidence`` has one float per class (as the evolution runs)."""
     cfg.validate()
     clf = models.load_classifier(cfg.model, cfg.weights)
+    k = clf.num_classes
+    classes = np.asarray(cfg.classes or range(k), np.int32)
+    if classes.min() < 0 or classes.max() >= k:
+        raise FooljaxError(f"--classes must be in 0..{k - 1}, got {list(cfg.classes)}")
     wd = Workdir(workdir, cfg, overwrite=overwrite)
     t0 = time.time()
-    k = clf.num_classes
-    x0 = initial_images(jax.random.key(cfg.seed), k, clf.input_shape, kind=cfg.init)
+    n = len(classes)
+    x0 = initial_images(jax.random.key(cfg.seed), n, clf.input_shape, kind=cfg.init)
     check_differentiable(clf.logits_fn, clf.params, x0[:4])
     images, conf = gradient_ascent(
         clf.logits_fn,
         clf.params,
         x0,
-        jnp.arange(k),
+        jnp.asarray(classes),
         step_size=cfg.step_size,
         num_steps=cfg.num_steps,
         l2_decay=cfg.l2_decay,
@@ -604,24 +610,27 @@ def run_gradient_ascent(
     save_artifact(
         wd.path,
         images,
-        np.arange(k),
+        classes,
         conf,
         kind="fooling",
         model=cfg.model,
         weights=cfg.weights,
     )
     names = clf.class_names or tuple(str(i) for i in range(k))
-    if k <= 100:
+    if n <= 100:
         save_grid_png(
             wd.file("fooling_images.png"),
             images,
-            ncols=min(k, 10),
-            titles=[f"{names[i]}: {conf[i]:.5f}" for i in range(k)],
+            ncols=min(n, 10),
+            titles=[
+                f"{names[c][:17]}: {p:.5f}" for c, p in zip(classes, conf, strict=True)
+            ],
         )
     return wd.finish(
         {
             "model": cfg.model,
             "weights": cfg.weights,
+            "classes": [int(c) for c in classes],
             "confidence": [float(c) for c in conf],
             "min_confidence": float(conf.min()),
             "median_confidence": float(np.median(conf)),
