@@ -20,7 +20,8 @@ shared):
   the one-pixel ``lenet.h5``): the Keras CIFAR LeNet on a batch (``own`` = its
   ``tf.function`` forward) against ``cifar_lenet`` in Flax.
 
-``ratio`` = callback / own (target <= 1.2). The last line is JSON.
+``ratio`` = callback / own (target <= 1.2). torch runs with
+``--torch_threads`` (default 1) in both. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ flags.DEFINE_integer("population", 100, "MAP-Elites images per generation.")
 flags.DEFINE_integer("eval_batch", 50, "MAP-Elites images per model call.")
 flags.DEFINE_integer("generations", 10, "MAP-Elites generations per timed chunk.")
 flags.DEFINE_integer("repeats", 5, "Timing rounds (minimum is reported).")
+flags.DEFINE_integer(
+    "torch_threads",
+    1,
+    "torch.set_num_threads for both the own and the callback timings (0: "
+    "torch's default); on a loaded 2-core machine 2 threads made both 2-3x "
+    "slower and noisy.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -83,6 +91,9 @@ def torch_rows(batch: int, repeats: int) -> list[dict]:
     import torch
 
     from tests.test_foreign_models import torch_lenet
+
+    if FLAGS.torch_threads:
+        torch.set_num_threads(FLAGS.torch_threads)
 
     flax_clf = load_classifier("lenet", "default")
     net = torch_lenet(flax_clf.params)
@@ -166,11 +177,12 @@ def map_elites_row(clf, flax_clf, net, repeats: int) -> dict:
         run = me.make_run_chunk(
             log_probs_fn=lp, encoding=enc, population=pop, layout=layout
         )
-        state = init(jax.random.key(0), c.params)
+        # run_chunk donates its state: each timed chunk continues the last
+        held = {"state": init(jax.random.key(0), c.params)}
 
-        def chunk(run=run, state=state, p=c.params):
-            s, _ = run(state, p, gens)
-            jax.block_until_ready(s.archive.fitness)
+        def chunk(run=run, held=held, p=c.params):
+            held["state"], _ = run(held["state"], p, gens)
+            jax.block_until_ready(held["state"].archive.fitness)
 
         runs[key] = chunk
     per_call = layout.eval_batch

@@ -187,7 +187,8 @@ def test_torch_one_pixel_matches_flax_twin():
     images = np.random.RandomState(0).randint(0, 256, (5, 8, 8, 3)).astype(np.float32)
     images /= 255
     labels = np.asarray(model.apply(params, images)).argmax(-1)
-    cfg = op.OnePixelConfig(population_size=8, max_generations=4)
+    # one compiled chunk, no compaction: few programs to compile
+    cfg = op.OnePixelConfig(population_size=8, max_generations=3, early_stop="none")
     a, b = (
         op.attack(
             jax.random.key(0),
@@ -196,7 +197,7 @@ def test_torch_one_pixel_matches_flax_twin():
             images,
             labels,
             config=cfg,
-            execution=op.Execution(compact_every=2),
+            execution=op.Execution(compact_every=0),
         )
         for fn, p in ((model.apply, params), (twin.logits_fn, twin.params))
     )
@@ -256,7 +257,7 @@ def test_bad_torch_models_one_line(torch_net):
 
     class Raises(torch.nn.Module):
         def forward(self, x):
-            raise RuntimeError("boom\nsecond line")
+            raise RuntimeError("traceback of the framework\nboom")
 
     class NaNs(torch.nn.Module):
         def forward(self, x):
@@ -271,7 +272,7 @@ def test_bad_torch_models_one_line(torch_net):
             return torch.zeros((x.shape[0], 10), dtype=torch.int64)
 
     cases = [
-        (Raises(), "raised RuntimeError on input \\[2, 1, 28, 28\\]: boom second line"),
+        (Raises(), "raised RuntimeError on input \\[2, 1, 28, 28\\]: boom$"),
         (NaNs(), "returned NaN or inf logits for 2 of 2 images"),
         (Wide(), "returned shape \\[2, 12\\] .* expected \\[2, 10\\]"),
         (Ints(), "returned dtype int64"),
@@ -377,11 +378,14 @@ def test_keras_twin_same_logits_and_fgsm(tmp_path, flax_lenet):
     net.save(path)
     x = _images(4, seed=7)
     y = np.asarray([0, 2, 7, 9], np.int32)
-    for clf in (foreign.from_keras(net), load_classifier(f"keras:{path}")):
-        np.testing.assert_allclose(_logits(clf, x), _logits(flax_lenet, x), atol=ATOL)
-        a = fgsm(flax_lenet.logits_fn, flax_lenet.params, x, y, epsilon=0.1)
-        b = fgsm(clf.logits_fn, clf.params, x, y, epsilon=0.1)
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=ATOL)
+    want = _logits(flax_lenet, x)
+    clf = foreign.from_keras(net)  # the final softmax is cut off: logits
+    np.testing.assert_allclose(_logits(clf, x), want, atol=ATOL)
+    a = fgsm(flax_lenet.logits_fn, flax_lenet.params, x, y, epsilon=0.1)
+    b = fgsm(clf.logits_fn, clf.params, x, y, epsilon=0.1)  # tf.GradientTape
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=ATOL)
+    saved = load_classifier(f"keras:{path}")
+    np.testing.assert_allclose(_logits(saved, x), want, atol=ATOL)
 
 
 def test_keras_one_pixel_lenet_h5_matches_flax_port(data_root):
@@ -404,28 +408,24 @@ def test_keras_one_pixel_lenet_h5_matches_flax_port(data_root):
 
 
 def test_command_line_bad_foreign_models_one_line(tmp_path):
-    torch = _torch()
+    # none of these needs a framework: the subprocess stays cheap
     from tests.cli_harness import run_in_subprocess
 
-    class Raises(torch.nn.Module):
-        def forward(self, x):
-            if x.shape[0] > 0:
-                raise RuntimeError("boom")
-            return x
-
-    raises = str(tmp_path / "raises.pt")
-    torch.jit.script(Raises()).save(raises)
-    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    (tmp_path / "junk.pt").write_bytes(b"not torch")
     opt = "?shape=32x32x3&classes=10"
     cases = [
         ([f"--model=torch:{tmp_path}/missing.pt{opt}"], r"file .*missing.pt does not"),
-        ([f"--model=torch:{raises}{opt}"], r"^error: model 'torch:.*raises.pt.*raised"),
-        ([f"--model=onnx:{tmp_path}/junk.onnx"], r"does not load as an ONNX model"),
-        ([f"--model=torch:{raises}?bogus=1"], r"unknown option 'bogus=1'"),
-        ([f"--model=torch:{raises}{opt}", "--weights=w.npz"], r"drop --weights"),
+        (["--model=keras:$FOOLJAX_UNSET_VARIABLE/m.h5"], r"unset environment variable"),
+        ([f"--model=torch:{tmp_path}/junk.pt?bogus=1"], r"unknown option 'bogus=1'"),
+        (
+            [f"--model=torch:{tmp_path}/junk.pt{opt}", "--weights=w.npz"],
+            r"drop --weights",
+        ),
+        ([f"--model=torch:{tmp_path}/junk.pt"], r"needs its image shape"),
     ]
     argvs = [[*a, f"--workdir={tmp_path}/w{i}"] for i, (a, _) in enumerate(cases)]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("FOOLJAX_UNSET_VARIABLE", None)
     results = run_in_subprocess(
         "experiments.one_pixel", "one_pixel.main", argvs, tmp_path, env
     )

@@ -404,14 +404,15 @@ def from_torch(
     The forward runs under ``torch.no_grad()`` on the module's device and
     dtype; gradients with respect to the images come from ``torch.autograd``.
     """
-    torch = _import("torch")
     layout = _check_layout(layout)
     _check_outputs(outputs, ("logits", "probs"))
-    if isinstance(module, (str, os.PathLike)):
-        path = os.fspath(module)
+    path = os.fspath(module) if isinstance(module, (str, os.PathLike)) else None
+    if path is not None:
         name = name or f"torch:{path}"
-        if not os.path.exists(path):
+        if not os.path.exists(path):  # before the (slow) import
             raise FooljaxError(f"model '{name}': file {path} does not exist")
+    torch = _import("torch")
+    if path is not None:
         try:
             if path.endswith(".pt2"):  # torch.export.save
                 module = torch.export.load(path).module()
@@ -593,13 +594,16 @@ def from_keras(
     ``"logits"`` takes the output as it is. The forward and the gradient
     (``tf.GradientTape``) are ``tf.function``s traced once per batch shape.
     """
-    tf = _import("tensorflow")
-    keras = _import("keras")
     layout = _check_layout(layout)
     _check_outputs(outputs, ("auto", "logits", "probs"))
     if isinstance(model_or_path, (str, os.PathLike)):
         path = os.fspath(model_or_path)
         name = name or f"keras:{path}"
+        if not os.path.exists(path):  # before the (slow) import
+            raise FooljaxError(f"model '{name}': file {path} does not exist")
+    tf = _import("tensorflow")
+    keras = _import("keras")
+    if isinstance(model_or_path, (str, os.PathLike)):
         model = _load_keras(keras, path, name)
     else:
         model = model_or_path
@@ -694,12 +698,12 @@ def from_onnx(
     ``outputs="auto"`` reads the input of a final ``Softmax`` node as the
     logits. Asking for a gradient raises a ``ForeignModelError``.
     """
-    ort = _import("onnxruntime")
     path = os.fspath(path)
     name = name or f"onnx:{path}"
     _check_outputs(outputs, ("auto", "logits", "probs"))
     if not os.path.exists(path):
         raise FooljaxError(f"model '{name}': file {path} does not exist")
+    ort = _import("onnxruntime")
     with open(path, "rb") as f:
         blob = f.read()
     output_name = None
