@@ -631,8 +631,11 @@ def from_keras(
     else:
         input_shape = item
     if outputs == "auto":
-        model, cut = _keras_softmax_split(keras, model)
-        outputs = "logits"
+        try:
+            model, _ = _keras_softmax_split(keras, model)
+            outputs = "logits"
+        except Exception:  # a softmax that cannot be cut off (subclassed model)
+            outputs = "probs"
     spec = tf.TensorSpec([None, *item], tf.float32)
 
     @tf.function(input_signature=[spec], reduce_retracing=True)
