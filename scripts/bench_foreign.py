@@ -27,7 +27,6 @@ shared):
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import jax
@@ -35,13 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from fooljax.encodings import direct  # noqa: E402
-from fooljax.evolution import map_elites as me  # noqa: E402
-from fooljax.models import foreign  # noqa: E402
-from fooljax.models.loading import load_classifier  # noqa: E402
-from fooljax.runs.cli import print_json_line  # noqa: E402
+from fooljax.encodings import direct
+from fooljax.evolution import map_elites as me
+from fooljax.models import foreign
+from fooljax.models.keras_cifar import HYPERPARTICLE_MEAN, HYPERPARTICLE_STD
+from fooljax.models.loading import load_classifier
+from fooljax.runs.cli import print_json_line
 
 flags.DEFINE_integer("batch_size", 256, "Images per forward batch.")
 flags.DEFINE_integer("population", 100, "MAP-Elites images per generation.")
@@ -90,13 +88,11 @@ def _row(name, times, **extra) -> dict:
 def torch_rows(batch: int, repeats: int) -> list[dict]:
     import torch
 
-    from tests.test_foreign_models import torch_lenet
-
     if FLAGS.torch_threads:
         torch.set_num_threads(FLAGS.torch_threads)
 
     flax_clf = load_classifier("lenet", "default")
-    net = torch_lenet(flax_clf.params)
+    net = foreign.torch_lenet(flax_clf.params)
     clf = foreign.from_torch(net, (28, 28, 1), 10)
     x = np.random.default_rng(0).random((batch, 28, 28, 1), np.float32)
     y = np.random.default_rng(1).integers(0, 10, batch).astype(np.int32)
@@ -216,8 +212,6 @@ def keras_rows(batch: int, repeats: int) -> list[dict]:
     if not os.path.exists(path):
         print(f"keras rows skipped: {path} not found (set FOOLJAX_DATA)", flush=True)
         return []
-    from fooljax.models.keras_cifar import HYPERPARTICLE_MEAN, HYPERPARTICLE_STD
-
     pre = {"scale": 255, "mean": HYPERPARTICLE_MEAN, "std": HYPERPARTICLE_STD}
     clf = foreign.from_keras(path, preprocess=pre)
     flax_clf = load_classifier("cifar_lenet", path)

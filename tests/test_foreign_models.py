@@ -26,37 +26,8 @@ def _torch():
 
 
 def torch_lenet(flax_params):
-    """Caffe's LeNet (fooljax.models.lenet) in PyTorch, weights copied from
-    the Flax params: NCHW convs, the flatten in Flax's NHWC order."""
-    torch = _torch()
-    nn, F = torch.nn, torch.nn.functional
-
-    class TorchLeNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 20, 5)
-            self.conv2 = nn.Conv2d(20, 50, 5)
-            self.ip1 = nn.Linear(800, 500)
-            self.ip2 = nn.Linear(500, 10)
-
-        def forward(self, x):
-            x = F.max_pool2d(self.conv1(x), 2)
-            x = F.max_pool2d(self.conv2(x), 2)
-            x = x.permute(0, 2, 3, 1).flatten(1)
-            return self.ip2(F.relu(self.ip1(x)))
-
-    net = TorchLeNet()
-    p = flax_params["params"]
-    with torch.no_grad():
-        for layer in ("conv1", "conv2"):
-            k = np.asarray(p[layer]["kernel"]).transpose(3, 2, 0, 1)
-            getattr(net, layer).weight.copy_(torch.from_numpy(k.copy()))
-            getattr(net, layer).bias.copy_(torch.from_numpy(np.array(p[layer]["bias"])))
-        for layer in ("ip1", "ip2"):
-            k = np.asarray(p[layer]["kernel"]).T
-            getattr(net, layer).weight.copy_(torch.from_numpy(k.copy()))
-            getattr(net, layer).bias.copy_(torch.from_numpy(np.array(p[layer]["bias"])))
-    return net.eval()
+    _torch()
+    return foreign.torch_lenet(flax_params)
 
 
 @pytest.fixture(scope="module")

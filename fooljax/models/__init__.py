@@ -4,7 +4,9 @@ Everything in fooljax that consumes a classifier takes a pure
 ``logits_fn(params, images)`` (``images: [B, H, W, C]`` float32 in [0, 1]) and
 its ``params``. ``load_classifier`` builds that pair for a registered model; a
 user's own Flax model plugs in directly with
-``logits_fn = lambda p, x: model.apply(p, x)``.
+``logits_fn = lambda p, x: model.apply(p, x)``; a PyTorch, Keras or ONNX
+model through ``from_torch`` / ``from_keras`` / ``from_onnx`` (the framework
+is imported only then).
 """
 
 from fooljax.io.params import flatten_params, load_params_npz, save_params_npz
@@ -18,6 +20,13 @@ from fooljax.models import (
     mlp,
     mobilenet,
     rbf,
+)
+from fooljax.models.foreign import (
+    ForeignModelError,
+    callback_error,
+    from_keras,
+    from_onnx,
+    from_torch,
 )
 from fooljax.models.loading import (
     classifier_with_classes,
@@ -39,12 +48,17 @@ from fooljax.models.registry import (
 
 __all__ = [
     "Classifier",
+    "ForeignModelError",
     "LogitsFn",
     "ModelSpec",
     "alexnet",
+    "callback_error",
     "classifier_with_classes",
     "cifar_nets",
     "flatten_params",
+    "from_keras",
+    "from_onnx",
+    "from_torch",
     "get_spec",
     "init_params",
     "keras_cifar",

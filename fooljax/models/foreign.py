@@ -36,6 +36,7 @@ Command lines name a foreign model as ``torch:PATH`` (TorchScript),
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -543,8 +544,6 @@ _OLD_KERAS_DROP = (
 
 
 def _load_old_keras_h5(keras, path: str):
-    import json
-
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -923,3 +922,40 @@ def load_foreign(
             f"model {spec} has {clf.num_classes} classes, expected {num_classes}"
         )
     return clf
+
+
+def torch_lenet(flax_params):
+    """Caffe's LeNet (``fooljax.models.lenet``) as a PyTorch module with the
+    weights of the Flax ``flax_params`` copied in (NCHW convs, the flatten in
+    Flax's NHWC order): the twin the parity tests and
+    ``scripts/bench_foreign.py`` put behind ``from_torch``."""
+    import torch
+
+    nn, F = torch.nn, torch.nn.functional
+
+    class TorchLeNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 20, 5)
+            self.conv2 = nn.Conv2d(20, 50, 5)
+            self.ip1 = nn.Linear(800, 500)
+            self.ip2 = nn.Linear(500, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(self.conv1(x), 2)
+            x = F.max_pool2d(self.conv2(x), 2)
+            x = x.permute(0, 2, 3, 1).flatten(1)
+            return self.ip2(F.relu(self.ip1(x)))
+
+    net = TorchLeNet()
+    p = flax_params["params"]
+    with torch.no_grad():
+        for layer, perm in (("conv1", (3, 2, 0, 1)), ("conv2", (3, 2, 0, 1))):
+            k = np.asarray(p[layer]["kernel"]).transpose(perm)
+            getattr(net, layer).weight.copy_(torch.from_numpy(k.copy()))
+            getattr(net, layer).bias.copy_(torch.from_numpy(np.array(p[layer]["bias"])))
+        for layer in ("ip1", "ip2"):
+            k = np.asarray(p[layer]["kernel"]).T
+            getattr(net, layer).weight.copy_(torch.from_numpy(k.copy()))
+            getattr(net, layer).bias.copy_(torch.from_numpy(np.array(p[layer]["bias"])))
+    return net.eval()

@@ -16,6 +16,7 @@ from fooljax.checks import check_input_shape
 from fooljax.errors import FooljaxError, WeightsError
 from fooljax.io.checkpoint import restore_params_dir
 from fooljax.io.params import check_shapes, load_params_npz, looks_like_npz
+from fooljax.models import foreign
 from fooljax.models.preprocess import make_preprocess
 from fooljax.models.registry import Classifier, ModelSpec, get_spec, init_params
 
@@ -125,8 +126,6 @@ def _load_foreign(name, weights, preprocess, mean) -> Classifier:
     """A PyTorch/Keras/ONNX model (``fooljax.models.foreign``); a registered
     ``name`` with foreign ``weights`` lends its image shape, classes and class
     names."""
-    from fooljax.models import foreign  # the frameworks load only when used
-
     spec = _foreign_spec(name, weights)
     if spec == name and ":" in name and weights not in ("default", "", None):
         raise FooljaxError(

@@ -24,6 +24,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from fooljax.errors import FooljaxError
+from fooljax.models.foreign import callback_error
 
 EXIT_BAD_INPUT = 2
 
@@ -63,10 +64,14 @@ def guarded(main: Callable[[list[str]], None], argv: list[str]) -> int:
     except (ValueError, OSError) as e:
         message = f"{type(e).__name__}: {_one_line(e)}"
     except Exception as e:
-        if not is_out_of_memory(e):
+        foreign = callback_error(e)  # a PyTorch/Keras/ONNX model failed mid-run
+        if foreign is not None:
+            message = _one_line(foreign)
+        elif is_out_of_memory(e):
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            message = f"out of memory ({type(e).__name__}: {first}); {MEMORY_HINT}"
+        else:
             raise
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        message = f"out of memory ({type(e).__name__}: {first}); {MEMORY_HINT}"
     else:
         return 0
     sys.stdout.flush()
