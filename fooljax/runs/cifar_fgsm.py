@@ -139,7 +139,7 @@ def _model_row(clf, x, y, curve, at, batch_size):
     row = {
         "clean_accuracy": float(correct.mean()),
         "curve": {
-            "0": float(1 - correct.mean()),
+            "0": float((~correct).mean()),
             **{
                 f"{e:g}": error_and_confidence(p, y)["error"]
                 for e, p in zip(curve, probs, strict=True)
