@@ -25,6 +25,7 @@ from absl import logging as absl_logging
 
 from fooljax.errors import FooljaxError
 from fooljax.models.foreign import callback_error
+from fooljax.runs import config
 
 EXIT_BAD_INPUT = 2
 
@@ -170,6 +171,23 @@ def print_json_line(obj: dict) -> None:
     """Prints ``obj`` as the last output line (scripts parse it)."""
     sys.stdout.flush()
     print(json.dumps(obj, sort_keys=True), flush=True)
+
+
+def family_main(families: dict, cls):
+    """``main(argv)`` of the entry point for the config class ``cls`` of a
+    runs module whose ``families`` maps each config class to ``(run_fn,
+    headline)``: runs ``run_fn(config, --workdir, overwrite=--overwrite)`` and
+    prints ``headline(summary)`` as the last, JSON line."""
+    run_fn, headline = families[cls]
+
+    def main(argv) -> None:
+        del argv
+        fv = flags.FLAGS
+        summary = run_fn(config.from_flags(cls), fv.workdir, overwrite=fv.overwrite)
+        print(f"results in {fv.workdir}")
+        print_json_line(headline(summary))
+
+    return main
 
 
 def extra_args(argv: list[str]) -> None:

@@ -44,7 +44,7 @@ from fooljax.errors import FooljaxError
 from fooljax.io.params import flatten_params, unflatten_params
 from fooljax.models.rbf import rbf_unit_loss
 from fooljax.runs import config
-from fooljax.runs.cli import print_json_line
+from fooljax.runs.cli import family_main
 from fooljax.runs.common import Workdir, parse_model_list, predict, zoo
 from fooljax.runs.pictures import save_grid_png, save_heatmap
 from fooljax.train.classifier import (
@@ -809,14 +809,4 @@ def define_flags(cls) -> None:
 
 def make_main(cls):
     """``main(argv)`` of the entry point for the config class ``cls``."""
-    run_fn, headline = FAMILIES[cls]
-
-    def main(argv) -> None:
-        del argv
-        summary = run_fn(
-            config.from_flags(cls), FLAGS.workdir, overwrite=FLAGS.overwrite
-        )
-        print(f"results in {FLAGS.workdir}")
-        print_json_line(headline(summary))
-
-    return main
+    return family_main(FAMILIES, cls)

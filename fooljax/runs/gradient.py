@@ -35,7 +35,7 @@ from fooljax.attacks import (
 from fooljax.attacks.common import check_epsilon
 from fooljax.errors import FooljaxError
 from fooljax.runs import config
-from fooljax.runs.cli import print_json_line
+from fooljax.runs.cli import family_main
 from fooljax.runs.common import (
     Workdir,
     artifact_file,
@@ -682,14 +682,4 @@ def define_flags(cls) -> None:
 
 def make_main(cls):
     """``main(argv)`` of the entry point for the config class ``cls``."""
-    run_fn, headline = FAMILIES[cls]
-
-    def main(argv) -> None:
-        del argv
-        summary = run_fn(
-            config.from_flags(cls), FLAGS.workdir, overwrite=FLAGS.overwrite
-        )
-        print(f"results in {FLAGS.workdir}")
-        print_json_line(headline(summary))
-
-    return main
+    return family_main(FAMILIES, cls)
