@@ -72,3 +72,24 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def one_line_problems(cases, results, tmp_path, workdirs=None):
+    """What is wrong with ``results`` (``run_in_subprocess``'s) for ``cases``
+    (``[(argv, pattern)]``): each must exit 2 with exactly one ``error`` line
+    that matches ``pattern``, no traceback, and no work directory
+    (``tmp_path / f"w{i}"``, or ``workdirs[i]``) written. Empty when all hold."""
+    import os
+    import re
+
+    problems = []
+    for i, ((argv, pattern), res) in enumerate(zip(cases, results, strict=True)):
+        errors = [ln for ln in res["stderr"].splitlines() if ln.startswith("error")]
+        if res["code"] != 2 or res["traceback"] or len(errors) != 1:
+            problems.append(f"{argv}: exit {res['code']}, {res['stderr'][-300:]}")
+        elif not re.search(pattern, errors[0]):
+            problems.append(f"{argv}: {errors[0]!r} !~ {pattern!r}")
+        wd = tmp_path / f"w{i}" if workdirs is None else workdirs[i]
+        if os.path.exists(wd):
+            problems.append(f"{argv}: wrote its work directory")
+    return problems

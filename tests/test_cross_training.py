@@ -2,7 +2,6 @@
 training on tiny settings: end to end, resume, bad input through the CLI."""
 
 import os
-import re
 
 import jax
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from fooljax.errors import FooljaxError
 from fooljax.runs import cross_training as ct
 from fooljax.runs.common import Workdir, list_artifacts, load_artifact
-from tests.cli_harness import run_in_subprocess
+from tests.cli_harness import one_line_problems, run_in_subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -212,12 +211,10 @@ def test_bad_command_lines_are_one_line(tmp_path):
     problems = []
     for (module, main), cases in by_module.items():
         results = run_in_subprocess(module, main, [c[0] for c in cases], tmp_path, env)
-        for (argv, pattern, i), res in zip(cases, results, strict=True):
-            errors = [ln for ln in res["stderr"].splitlines() if ln.startswith("error")]
-            if res["code"] != 2 or res["traceback"] or len(errors) != 1:
-                problems.append(f"{argv}: exit {res['code']}, {res['stderr'][-300:]}")
-            elif not re.search(pattern, errors[0]):
-                problems.append(f"{argv}: {errors[0]!r} !~ {pattern!r}")
-            if os.path.exists(tmp_path / f"w{i}"):
-                problems.append(f"{argv}: wrote its work directory")
+        problems += one_line_problems(
+            [c[:2] for c in cases],
+            results,
+            tmp_path,
+            workdirs=[tmp_path / f"w{c[2]}" for c in cases],
+        )
     assert not problems, "\n".join(problems)

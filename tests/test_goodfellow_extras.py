@@ -3,7 +3,6 @@ noise (appendix) and logistic regression with adversarial training / L1
 (Sec. 5). Tiny shapes against NumPy references, plus bad command lines."""
 
 import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +16,7 @@ from fooljax.errors import FooljaxError
 from fooljax.models.rbf import rbf_unit_loss
 from fooljax.runs import goodfellow_extras as ge
 from fooljax.train.classifier import make_loss_fn
-from tests.cli_harness import run_in_subprocess
+from tests.cli_harness import one_line_problems, run_in_subprocess
 
 
 def _rbf_params(seed=0, num_classes=10, dim=784):
@@ -200,15 +199,7 @@ def test_bad_command_lines_are_one_line(tmp_path):
         tmp_path,
         env,
     )
-    problems = []
-    for i, ((argv, pattern), res) in enumerate(zip(CLI_CASES, results, strict=True)):
-        errors = [ln for ln in res["stderr"].splitlines() if ln.startswith("error")]
-        if res["code"] != 2 or res["traceback"] or len(errors) != 1:
-            problems.append(f"{argv}: exit {res['code']}, {res['stderr'][-300:]}")
-        elif not re.search(pattern, errors[0]):
-            problems.append(f"{argv}: {errors[0]!r} !~ {pattern!r}")
-        if os.path.exists(tmp_path / f"w{i}"):
-            problems.append(f"{argv}: wrote its work directory")
+    problems = one_line_problems(CLI_CASES, results, tmp_path)
     assert not problems, "\n".join(problems)
 
 

@@ -162,7 +162,10 @@ def _chunks(n: int, eval_batch: int) -> tuple[int, int]:
     return eb, -(-n // eb) * eb
 
 
-def _pad(tree, m: int):
+def pad_rows(tree, m: int):
+    """Pads every leaf ``[n, ...]`` to ``[m, ...]`` with copies of row 0 (a real
+    genome: padding decodes and scores like any other, and is dropped)."""
+
     def pad(a):
         n = a.shape[0]
         if m == n:
@@ -187,7 +190,7 @@ def target_grad(ctx: Context, genes: Genes, genomes, x, targets):
         return jnp.sum(jnp.take_along_axis(lp, tb[:, None], axis=1)), lp
 
     grad_fn = jax.grad(objective, has_aux=True)
-    padded = _pad((x, genomes, targets), m)
+    padded = pad_rows((x, genomes, targets), m)
     outs = [
         grad_fn(*jax.tree_util.tree_map(lambda a, i=i: a[i : i + eb], padded))
         for i in range(0, m, eb)

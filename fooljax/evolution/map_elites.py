@@ -175,17 +175,7 @@ def balanced_batch(n: int, eval_batch: int) -> int:
     return -(-n // -(-n // eb))
 
 
-def _pad_rows(tree, m: int):
-    """Pads every leaf ``[n, ...]`` to ``[m, ...]`` with copies of row 0 (a real
-    genome: padding decodes and scores like any other, and is dropped)."""
-
-    def pad(a):
-        n = a.shape[0]
-        if m == n:
-            return a
-        return jnp.concatenate([a, jnp.broadcast_to(a[:1], (m - n, *a.shape[1:]))])
-
-    return jax.tree_util.tree_map(pad, tree)
+_pad_rows = em.pad_rows
 
 
 def _score_local(log_probs_fn, params, encoding: Encoding, genomes, eval_batch: int):
