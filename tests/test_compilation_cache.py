@@ -1,6 +1,6 @@
 """Entry points keep compiled programs in JAX's persistent compilation cache
 (``--compilation_cache``): the cache directory fills on the first run, a second
-run gives the same result, and ``off`` writes no cache."""
+run gives the same result, and ``off`` turns it off."""
 
 import json
 import os
@@ -40,12 +40,22 @@ def test_cache_fills_and_a_cached_run_gives_the_same_result(tmp_path):
     assert a["confidence"] == b["confidence"]
 
 
-def test_cache_off_writes_nothing(tmp_path):
-    xdg = tmp_path / "xdg"
-    env_run = ["--compilation_cache=off", f"--workdir={tmp_path / 'c'}"]
-    os.environ["XDG_CACHE_HOME"] = str(xdg)
+def test_cache_off_and_default_directory(tmp_path, monkeypatch):
+    """``off`` turns the cache off (checked in-process: a subprocess run costs
+    as much as the test above); the default directory follows
+    ``$JAX_COMPILATION_CACHE_DIR``, else ``$XDG_CACHE_HOME/fooljax/jax``."""
+    import jax
+
+    from fooljax.runs import cli
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cli.default_cache_dir() == str(tmp_path / "xdg" / "fooljax" / "jax")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
+    assert cli.default_cache_dir() == str(tmp_path / "env")
+    before = jax.config.jax_enable_compilation_cache
     try:
-        _run(*env_run)
+        assert cli.configure_compilation_cache("off") is None
+        assert jax.config.jax_enable_compilation_cache is False
     finally:
-        del os.environ["XDG_CACHE_HOME"]
-    assert not (xdg / "fooljax").exists()  # (matplotlib keeps its font cache there)
+        jax.config.update("jax_enable_compilation_cache", before)
