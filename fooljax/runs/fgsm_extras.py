@@ -279,7 +279,7 @@ def _pictures(wd, cfg, shown, clf, eps, z, x, y) -> None:
     axes[0][-1].legend(
         handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5)
     )
-    pictures._save(fig, wd.file(f"logit_sweep_{shown}.png"))
+    pictures.save_figure(fig, wd.file(f"logit_sweep_{shown}.png"))
     # the inputs along the sweep (the paper's right-hand panel)
     cols = np.unique(np.round(np.linspace(0, len(eps) - 1, 11)).astype(int))
     d = np.asarray(

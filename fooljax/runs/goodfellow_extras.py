@@ -28,12 +28,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 from absl import flags
 
@@ -46,7 +44,13 @@ from fooljax.models.rbf import rbf_unit_loss
 from fooljax.runs import config
 from fooljax.runs.cli import family_main
 from fooljax.runs.common import Workdir, parse_model_list, predict, zoo
-from fooljax.runs.pictures import save_grid_png, save_heatmap
+from fooljax.runs.pictures import (
+    plot_lines,
+    plt,
+    save_figure,
+    save_grid_png,
+    save_heatmap,
+)
 from fooljax.train.classifier import (
     TrainConfig,
     TrainState,
@@ -56,9 +60,6 @@ from fooljax.train.classifier import (
     run_epoch,
 )
 from fooljax.train.zoo import zoo_config
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger("fooljax")
 FLAGS = flags.FLAGS
@@ -145,31 +146,6 @@ def _batched(fn, *arrays, batch_size: int):
         for i in range(0, n, batch_size)
     ]
     return np.concatenate(outs)
-
-
-def _save_fig(fig, path: str) -> None:
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def plot_with_references(path, lines, references, *, xlabel, ylabel, title=""):
-    """``lines: {name: (xs, ys)}``; ``references: {label: (x, y)}`` drawn as a
-    marked point with dotted guides (the paper's values)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, (xs, ys) in lines.items():
-        ax.plot(xs, ys, marker="o", label=name)
-    for label, (x, y) in references.items():
-        ax.axhline(y, color="grey", ls=":", lw=1)
-        ax.plot([x], [y], marker="*", ms=12, ls="none", label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save_fig(fig, path)
 
 
 # ------------------------------------------------------------------- RBF (§7)
@@ -370,7 +346,7 @@ def _rbf_pictures(wd, params, x, y, adv, log_probs, results):
     )
     curve = results["fgsm_unit_loss"]["curve"]
     eps = [float(e) for e in curve]
-    plot_with_references(
+    plot_lines(
         wd.file("rbf_fgsm_vs_epsilon.png"),
         {
             "error, FGSM on own cost": (
@@ -382,7 +358,7 @@ def _rbf_pictures(wd, params, x, y, adv, log_probs, results):
                 [100 * r["mean_confidence"] for r in curve.values()],
             ),
         },
-        {
+        references={
             "paper error 55.4 % (eps 0.25)": (0.25, 100 * PAPER_RBF["error"]),
             "paper confidence 1.2 %": (0.25, 100 * PAPER_RBF["mean_confidence"]),
         },
@@ -766,7 +742,7 @@ def _linear_figure(path, cfg, x, y, trained, adv_images, results, num_shown=6):
             ax.imshow(adv_images[name][i, ..., 0], cmap="gray", vmin=0, vmax=1)
             k = int(probs[j].argmax())
             ax.set_title(f"-> {cfg.digits[k]} {probs[j, k]:.2f}", fontsize=7)
-    _save_fig(fig, path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- entry points

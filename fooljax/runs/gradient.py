@@ -283,6 +283,9 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
             },
         }
         row.update(error_and_confidence(probs[at], y))
+        row["example_predictions"] = [
+            [int(p.argmax()), round(float(p.max()), 4)] for p in probs[at][:10]
+        ]
         examples[shown] = adv[:10]
         wd.save_npy(f"examples_{shown}.npy", examples[shown])
         if shown in GOODFELLOW_FGSM and cfg.method == "fgsm":
@@ -310,11 +313,25 @@ def run_fgsm(cfg: FgsmConfig, workdir: str, *, overwrite: bool = False) -> dict:
         xlabel="epsilon (pixels in [0, 1])",
         ylabel=f"test error under {attack_name} (%)",
         title=f"MNIST, {attack_name}",
+        references={
+            f"paper, {name}: {100 * GOODFELLOW_FGSM[name][0]:.1f} %": (
+                epsilon,
+                100 * GOODFELLOW_FGSM[name][0],
+            )
+            for name in results
+            if name in GOODFELLOW_FGSM and cfg.method == "fgsm"
+        },
     )
+    ncols = min(10, len(x))
+    titles = [f"true {int(c)}" for c in y[:ncols]]
+    for name in named:  # (rows resumed from before predictions were kept: no title)
+        preds = results[name].get("example_predictions") or [None] * ncols
+        titles += [f"{p[0]}: {p[1]:.2f}" if p else "" for p in preds]
     save_grid_png(
         wd.file("fgsm_examples.png"),
-        np.concatenate([x[:10], *(examples[s] for s in named)]),
-        ncols=min(10, len(x)),
+        np.concatenate([x[:ncols], *(examples[s] for s in named)]),
+        ncols=ncols,
+        titles=titles,
         row_labels=["clean", *named],
     )
     return wd.finish(

@@ -503,7 +503,7 @@ def _bar_chart(
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=m, loc="upper center")
-    pictures._save(fig, path)
+    pictures.save_figure(fig, path)
 
 
 def dogs_cats_mask(num_classes: int) -> np.ndarray:
@@ -560,7 +560,7 @@ def per_class(cfg, open_workdir) -> dict:
     ax.set_title("Per-class elite confidence, ImageNet (Figs. 6-7)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    pictures._save(fig, wd.file("per_class_sorted.png"))
+    pictures.save_figure(fig, wd.file("per_class_sorted.png"))
     _bar_chart(
         wd.file("per_category.png"),
         [f"{enc} encoding" for enc in out],

@@ -39,7 +39,7 @@ from fooljax.errors import FooljaxError
 from fooljax.runs import config
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import Workdir, load_artifact, predict
-from fooljax.runs.pictures import plt
+from fooljax.runs.pictures import plt, save_figure
 
 log = logging.getLogger("fooljax")
 FLAGS = flags.FLAGS
@@ -164,14 +164,6 @@ def _nan_to_none(a):
     return [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in a]
 
 
-def _save(fig, path: str) -> None:
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 def _source_name(src: dict, source: str) -> str:
     s = src["summary"]
     return f"{s.get('model', os.path.basename(source.rstrip('/')))}, {s.get('pixels', '?')} px"
@@ -278,7 +270,7 @@ def _plot_heatmaps(path: str, out: dict) -> None:
             fontsize=9,
         )
         fig.colorbar(im, ax=ax, fraction=0.046)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_histograms(path: str, out: dict) -> None:
@@ -309,7 +301,7 @@ def _plot_histograms(path: str, out: dict) -> None:
     ax.set_title("Targeted one-pixel attack: target classes per image", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # --------------------------------------------------------------- comparison
@@ -696,7 +688,7 @@ def _plot_compare(
     a2.set_ylabel("mean pixels changed (L0), successes")
     a2.set_yscale("log")
     a2.set_title("Perturbation size", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------- CLI

@@ -13,7 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save(fig, path: str, dpi: int = 100) -> None:
+def save_figure(fig, path: str, dpi: int = 100) -> None:
+    """Lays out and writes a matplotlib figure atomically (a temporary name,
+    then ``os.replace``), and closes it."""
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=dpi)
@@ -51,20 +53,33 @@ def save_grid_png(path: str, images, *, ncols: int, titles=None, row_labels=None
             va="center",
             fontsize=7,
         )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def plot_lines(path: str, lines: dict, *, xlabel: str, ylabel: str, title: str = ""):
-    """``lines: {name: (xs, ys)}`` as one line plot with markers."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def plot_lines(
+    path: str,
+    lines: dict,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    references: dict | None = None,
+):
+    """``lines: {name: (xs, ys)}`` as one line plot with markers;
+    ``references: {label: (x, y)}`` (the paper's values) as starred points
+    with a dotted horizontal guide."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, (xs, ys) in lines.items():
         ax.plot(xs, ys, marker="o", label=name)
+    for label, (x, y) in (references or {}).items():
+        ax.axhline(y, color="grey", ls=":", lw=1)
+        ax.plot([x], [y], marker="*", ms=12, ls="none", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
 
 
 def save_heatmap(path: str, values, *, rows, cols, title: str = "", fmt="{:.2f}"):
@@ -88,4 +103,4 @@ def save_heatmap(path: str, values, *, rows, cols, title: str = "", fmt="{:.2f}"
         )
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax)
-    _save(fig, path)
+    save_figure(fig, path)
