@@ -52,12 +52,8 @@ from fooljax.runs.pictures import (
     save_heatmap,
 )
 from fooljax.train.classifier import (
-    TrainConfig,
-    TrainState,
+    fit,
     make_loss_fn,
-    make_optimizer,
-    make_train_step,
-    run_epoch,
 )
 from fooljax.train.zoo import zoo_config
 
@@ -87,40 +83,31 @@ def train_with_loss(
     learning_rate: float,
     seed: int,
 ):
-    """fooljax's training steps (``make_train_step`` + ``run_epoch``, Adam with
-    the cosine schedule of ``TrainConfig``) with any ``loss_fn(params, x,
-    y) -> (loss, accuracy)``; ``images_u8 [N, H, W, C]`` uint8. Returns the
+    """``train.fit`` (Adam, cosine schedule) with any ``loss_fn(params, x, y)
+    -> (loss, accuracy)``; ``images_u8 [N, H, W, C]`` uint8. Returns the
     params and the last epoch's ``{"loss", "accuracy"}``."""
-    if len(labels) < batch_size:
-        raise FooljaxError(
-            f"{len(labels)} training examples are fewer than one batch of {batch_size}"
-        )
-    cfg = TrainConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
-    )
-    cfg.validate()
-    optimizer = make_optimizer(cfg, (len(labels) // batch_size) * epochs)
-    step = make_train_step(loss_fn, optimizer)
-    params = jax.tree_util.tree_map(jnp.array, params)  # the steps donate a copy
-    state = TrainState(params, optimizer.init(params))
-    images_dev, labels_dev = jnp.asarray(images_u8), jnp.asarray(labels, jnp.int32)
-    key = jax.random.key(seed)
     metrics = {}
-    for epoch in range(epochs):
-        state, metrics = run_epoch(
-            step, state, images_dev, labels_dev, key, epoch, batch_size
-        )
-        log.debug(
-            "  epoch %d/%d: loss %.4f train acc %.4f",
-            epoch + 1,
-            epochs,
-            metrics["loss"],
-            metrics["accuracy"],
-        )
+
+    def keep(epoch, _, m):
+        metrics.update(m)
+        log.debug("  epoch %d/%d: loss %.4f train acc %.4f", epoch, epochs, *m.values())
+
+    params = fit(
+        None,
+        params,
+        images_u8,
+        labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        on_epoch=keep,
+        loss_fn=loss_fn,
+    )
     log.info(
         "  trained: loss %.4f train acc %.4f", metrics["loss"], metrics["accuracy"]
     )
-    return state.params, metrics
+    return params, metrics
 
 
 def _load_mnist(split: str, data_dir):

@@ -242,12 +242,15 @@ def fit(
     weight_decay: float = 0.0,
     seed: int = 0,
     on_epoch=None,
+    loss_fn=None,
 ):
     """Trains ``params`` of any ``logits_fn`` on ``images_u8 [N, H, W, C]
     uint8`` / ``labels [N]`` in memory (no work directory: for loops that
     checkpoint whole trainings, as the retraining loop does); the same steps
     as ``train_classifier``. ``on_epoch(epoch, params, metrics)`` is called
-    after each epoch. Returns the trained params."""
+    after each epoch. ``loss_fn(params, x, y) -> (loss, accuracy)`` replaces
+    the cross-entropy of ``logits_fn`` (e.g. an RBF network's own cost).
+    Returns the trained params."""
     if len(labels) < batch_size:
         raise FooljaxError(
             f"{len(labels)} training examples are fewer than one batch of {batch_size}"
@@ -262,7 +265,9 @@ def fit(
     )
     cfg.validate()
     opt = make_optimizer(cfg, (len(labels) // batch_size) * epochs)
-    step = make_train_step(make_loss_fn(logits_fn, weight_decay=weight_decay), opt)
+    if loss_fn is None:
+        loss_fn = make_loss_fn(logits_fn, weight_decay=weight_decay)
+    step = make_train_step(loss_fn, opt)
     params = jax.tree_util.tree_map(jnp.array, params)  # the steps donate a copy
     state = TrainState(params, opt.init(params))
     images_dev, labels_dev = jnp.asarray(images_u8), jnp.asarray(labels, jnp.int32)
