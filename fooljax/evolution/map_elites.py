@@ -321,8 +321,10 @@ def _accept(state: MapElitesState, offspring, lp: jax.Array, extra=None, extra_l
     """Offers one run's scored ``offspring`` (leaves ``[P, ...]``, ``lp: [P, K]``)
     and any ``extra`` genomes the emitters scored themselves (after them) to its
     archive as generation ``state.generation + 1``. Returns (state, metrics):
-    scalars, the elites' min/median/max probability and the counts of elites >=
-    0.99 / 0.9999."""
+    the elites' min/median/max probability, the counts of elites >= 0.99 /
+    0.9999, the QD-score (sum of the cells' probabilities) and coverage
+    (fraction of occupied cells): scalars; ``fitness``: the cells' log-probs
+    ``[K]``."""
     generation = state.generation + 1
     if extra is not None:
         offspring = jax.tree_util.tree_map(
@@ -338,6 +340,11 @@ def _accept(state: MapElitesState, offspring, lp: jax.Array, extra=None, extra_l
         "max": jnp.max(probs),
         "num_at_least_0.99": jnp.sum(probs >= 0.99),
         "num_at_least_0.9999": jnp.sum(probs >= 0.9999),
+        # QD-score: the sum over cells of the elite's probability (an empty
+        # cell adds 0), coverage: the fraction of occupied cells
+        "qd_score": jnp.sum(probs),
+        "coverage": jnp.mean(archive.fitness > -jnp.inf),
+        "fitness": archive.fitness,  # [K] log p per cell, for per-class curves
     }
     return MapElitesState(archive, state.key, generation, first_all), metrics
 
