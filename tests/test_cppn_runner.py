@@ -66,7 +66,7 @@ def test_resume_is_bit_identical(tmp_path):
     # The elites evolved real topology (hidden nodes), not just weights.
     assert np.asarray(arch_b["genomes"]["node_used"]).sum() > 4 * (4 + 1)
     gens = [json.loads(x)["generation"] for x in open(os.path.join(a, "metrics.jsonl"))]
-    assert gens == [10, 20, 30, 40]
+    assert gens == list(range(1, 41))
 
 
 @pytest.mark.slow
@@ -110,7 +110,7 @@ def test_four_devices_equal_one_device(tmp_path):
                 }
                 for x in f
             ]
-    assert rows[1] == rows[4] and len(rows[1]) == 2
+    assert rows[1] == rows[4] and len(rows[1]) == 20
 
 
 def _run(module_or_script, *args):

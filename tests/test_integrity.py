@@ -244,7 +244,7 @@ def test_fooling_damaged_checkpoint_falls_back_identically(
                in r.getMessage() for r in caplog.records)  # fmt: skip
     _same(s, fooling_reference)
     gens = [json.loads(x)["generation"] for x in open(os.path.join(w, "metrics.jsonl"))]
-    assert gens == [10, 20, 30]
+    assert gens == list(range(1, 31))  # one row per generation
 
 
 def test_fooling_every_checkpoint_damaged_is_refused(tmp_path, tiny_clf):
@@ -265,15 +265,16 @@ def test_fooling_damaged_metrics_row_and_config(
     w = _interrupted(tmp_path, tiny_clf)
     metrics = os.path.join(w, "metrics.jsonl")
     lines = open(metrics).read().splitlines(True)
-    lines[1] = lines[1].replace('"generation": 20', '"generation": 29')
+    assert '"generation": 12,' in lines[11]
+    lines[11] = lines[11].replace('"generation": 12,', '"generation": 19,')
     open(metrics, "w").writelines(lines)
     with caplog.at_level(logging.WARNING, logger="fooljax"):
         s = fooling.run(CFG, w, classifier=tiny_clf)
-    assert any("metrics.jsonl line 2" in r.getMessage() for r in caplog.records)
+    assert any("metrics.jsonl line 12" in r.getMessage() for r in caplog.records)
     _same(s, fooling_reference)
     # the damaged row and those after it were rewritten from the checkpoint on
     gens = [json.loads(x)["generation"] for x in open(metrics)]
-    assert gens == [10, 30]
+    assert gens == list(range(1, 12)) + list(range(21, 31))
     # a finished run's damaged summary.json: refused, named
     _flip(os.path.join(w, "summary.json"))
     with pytest.raises(WorkdirError) as e:

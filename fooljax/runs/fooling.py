@@ -7,13 +7,18 @@ compiled ``lax.scan`` chunks (``evolution.map_elites.make_run_chunk``) and this
 host loop only logs, checkpoints and writes pictures:
 
 - ``config.json``: the settings (a run with other settings is refused).
-- ``metrics.jsonl``: one line per chunk (generation, elite min/median/max
-  probability, classes >= 0.99 / 0.9999, generations/s, evaluations/s).
+- ``metrics.jsonl``: one line per generation (from the compiled chunk's
+  metrics): elite min/median/max probability, classes >= 0.99 / 0.9999,
+  QD-score (sum of the cells' probabilities), coverage, each class's "nines"
+  -log10(1 - p) (up to 100 classes; quantiles over classes beyond); each
+  chunk's last line also holds its generations/s and evaluations/s.
 - ``checkpoints/``: orbax, atomic, every ``checkpoint_every`` generations; a
   restarted run resumes from the latest one, bit-identical to an uninterrupted
   run (keys are ``fold_in(key, generation)``; chunking does not change results).
-- at the end: ``archive.png``, ``classes/*.png``, ``confidence.png`` (and
-  ``archive.html`` for more than 100 classes) and, last, ``summary.json``.
+- at the end: ``archive.png``, ``classes/*.png``, ``confidence.png``,
+  ``nines.png`` (confidence in nines per class, 0.99 / 0.9999 lines),
+  ``qd.png`` (QD-score / K and coverage) (and ``archive.html`` for more than
+  100 classes) and, last, ``summary.json``.
 
 The four entry points ``experiments.{mnist,imagenet}_{direct,cppn}`` are this
 module's ``define_flags`` + ``main`` with their own default work directory and
@@ -46,7 +51,6 @@ from fooljax.io import images as imageio
 from fooljax.io import integrity
 from fooljax.io.checkpoint import Checkpointer
 from fooljax.io.workdir import (
-    append_jsonl,
     atomic_write_text,
     prepare_workdir,
     rewrite_jsonl,
@@ -56,6 +60,7 @@ from fooljax.models.crops import ten_crop_log_probs
 from fooljax.runs import PROCESS_T0, config
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import load_classifier, save_artifact
+from fooljax.runs.pictures import plot_lines
 
 log = logging.getLogger("fooljax")
 FLAGS = flags.FLAGS
@@ -669,23 +674,16 @@ def run_map_elites(
             state, m = run_chunk(state, params, n)
             m = jax.device_get(m)
             dt = time.perf_counter() - t0
+            rows = generation_rows(m, generation + 1, num_classes)
             generation = int(np.max(state.generation))
-            row = {
-                "generation": generation,
-                "min": float(np.min(m["min"][-1])),
-                "median": float(np.median(m["median"][-1])),
-                "max": float(np.max(m["max"][-1])),
-                **{
-                    k: _count(m[k][-1])
-                    for k in ("num_at_least_0.99", "num_at_least_0.9999")
-                },
-                "generations_per_second": n / dt,
-                "evaluations_per_second": n * population * num_runs / dt,
-            }
-            append_jsonl(metrics_path, row)
+            row = rows[-1]
+            row["generations_per_second"] = n / dt
+            row["evaluations_per_second"] = n * population * num_runs / dt
+            _append_rows(metrics_path, rows)
             log.info(
                 "gen %d/%d: elite conf min %.4f median %.4f max %.6f, >=0.99: %d, "
-                ">=0.9999: %d (%.1f gen/s, %.0f eval/s)",
+                ">=0.9999: %d, QD-score %.3f, coverage %.3f (%.1f gen/s, %.0f "
+                "eval/s)",
                 generation,
                 num_generations,
                 row["min"],
@@ -693,6 +691,8 @@ def run_map_elites(
                 row["max"],
                 row["num_at_least_0.99"],
                 row["num_at_least_0.9999"],
+                row["qd_score"],
+                row["coverage"],
                 row["generations_per_second"],
                 row["evaluations_per_second"],
             )
@@ -716,6 +716,109 @@ def run_map_elites(
 def _count(c):
     """A class count of one run (int), or its mean over many runs (float)."""
     return int(c) if np.ndim(c) == 0 else float(np.mean(c))
+
+
+# float32 holds no probability between 1 - 2**-24 and 1: a log-prob of exactly
+# 0 (p == 1.0) is drawn at this many nines, the most float32 can tell apart
+NINES_CAP = float(-np.log10(np.finfo(np.float32).epsneg))
+NINES_MAX_CLASSES = 100  # per-class nines in each row up to this many classes
+NINES_QUANTILES = (0, 10, 50, 90, 100)  # over classes, beyond it
+_COUNTS = ("num_at_least_0.99", "num_at_least_0.9999")
+
+
+def nines(log_probs) -> np.ndarray:
+    """``-log10(1 - p)`` of log-probs (any shape): 2 at p = 0.99, 4 at 0.9999;
+    0 for an empty cell (-inf), at most ``NINES_CAP``. From ``1 - p =
+    -expm1(log p)`` in float64, which keeps the digits ``1 - exp`` loses."""
+    lp = np.asarray(log_probs, np.float64)
+    with np.errstate(divide="ignore"):
+        out = -np.log10(-np.expm1(lp))
+    return np.minimum(out, NINES_CAP) + 0.0  # + 0.0: no -0.0 in the rows
+
+
+def generation_rows(m: dict, first_generation: int, num_classes: int) -> list[dict]:
+    """The ``metrics.jsonl`` rows of one chunk, one per generation, from
+    ``run_chunk``'s metrics ``m`` (leaves ``[n]``, ``fitness [n, K]``; many
+    runs ``[n, R]``, ``[n, R, K]``). Many runs are pooled: min of mins, median
+    of medians, max of maxes, mean counts, QD-score and coverage per run, and
+    ``nines`` each class's median over runs. ``nines``: ``[K]`` up to
+    ``NINES_MAX_CLASSES`` classes, else ``nines_quantiles`` (``NINES_QUANTILES``
+    percent over classes and runs), 4 decimals."""
+    rows = []
+    for i in range(len(m["min"])):
+        row = {
+            "generation": first_generation + i,
+            "min": float(np.min(m["min"][i])),
+            "median": float(np.median(m["median"][i])),
+            "max": float(np.max(m["max"][i])),
+            **{k: _count(m[k][i]) for k in _COUNTS},
+            "qd_score": float(np.mean(m["qd_score"][i])),
+            "coverage": float(np.mean(m["coverage"][i])),
+        }
+        n9 = nines(np.reshape(m["fitness"][i], (-1, num_classes)))  # [R, K]
+        if num_classes <= NINES_MAX_CLASSES:
+            row["nines"] = [round(float(x), 4) for x in np.median(n9, axis=0)]
+        else:
+            q = np.percentile(n9, NINES_QUANTILES)
+            row["nines_quantiles"] = [round(float(x), 4) for x in q]
+        rows.append(row)
+    return rows
+
+
+def _append_rows(path: str, rows: list[dict]) -> None:
+    """Appends ``rows`` to a jsonl file in one write, each with its crc32."""
+    with open(path, "a") as f:
+        f.write("".join(integrity.jsonl_line(r) for r in rows))
+
+
+def _plot_qd(workdir: str, rows: list[dict], class_names, num_runs: int) -> None:
+    """``nines.png`` (each class's confidence in nines over generations; past
+    20 classes quantile lines over them) and ``qd.png`` (QD-score / K and
+    coverage), from the rows that have them (an old run's rows may not)."""
+    rows = [r for r in rows if "qd_score" in r]
+    if not rows:
+        return
+    k_all = len(class_names)
+    gens = [r["generation"] for r in rows]
+    over = f", median over {num_runs} runs" if num_runs > 1 else ""
+    if "nines" in rows[-1]:
+        per_class = np.array([r["nines"] for r in rows])  # [T, K]
+        if k_all <= 20:
+            lines = {class_names[k][:14]: (gens, per_class[:, k]) for k in range(k_all)}
+        else:
+            q = np.percentile(per_class, NINES_QUANTILES, axis=1)  # [5, T]
+            lines = None
+    else:
+        q = np.array([r["nines_quantiles"] for r in rows]).T
+        lines = None
+    if lines is None:
+        names = ("min", "10%", "median", "90%", "max")
+        lines = {f"{n} over classes": (gens, q[j]) for j, n in enumerate(names)}
+    plot_lines(
+        os.path.join(workdir, "nines.png"),
+        lines,
+        xlabel="generation",
+        ylabel="nines = -log10(1 - p)",
+        title=f"elite confidence in nines, {k_all} classes{over} "
+        f"(p = 1 in float32 drawn at {NINES_CAP:.1f})",
+        references={"p = 0.99": (None, 2.0), "p = 0.9999": (None, 4.0)},
+        marker=None,
+    )
+    per_run = " (mean over runs)" if num_runs > 1 else ""
+    plot_lines(
+        os.path.join(workdir, "qd.png"),
+        {
+            f"QD-score / {k_all} (mean elite p)": (
+                gens,
+                [r["qd_score"] / k_all for r in rows],
+            ),
+            "coverage (occupied cells)": (gens, [r["coverage"] for r in rows]),
+        },
+        xlabel="generation",
+        ylabel="fraction",
+        title=f"QD-score and coverage{per_run}",
+        marker=None,
+    )
 
 
 def _write_archive_page(workdir, class_names, conf, found_at) -> None:
@@ -742,8 +845,11 @@ def _write_archive_page(workdir, class_names, conf, found_at) -> None:
     atomic_write_text(os.path.join(workdir, "archive.html"), page)
 
 
-def _run_stats(conf, found_at, first_all, seed, acc=None, generation=0) -> dict:
-    """The per-run part of the summary: ``conf``/``found_at`` ``[K]``; with
+def _run_stats(
+    conf, found_at, first_all, seed, acc=None, generation=0, occupied=None
+) -> dict:
+    """The per-run part of the summary: ``conf``/``found_at``/``occupied``
+    ``[K]`` (``occupied`` default: ``conf > 0``); with
     ``acc`` (``accounting``) also the forward-equivalents spent by
     ``generation`` and by the first generation with all classes >= t."""
     out = {
@@ -751,6 +857,9 @@ def _run_stats(conf, found_at, first_all, seed, acc=None, generation=0) -> dict:
         "confidence": [float(c) for c in conf],
         "found_at_generation": [int(g) for g in found_at],
         "median_confidence": float(np.median(conf)),
+        # the last generation's QD-score (sum of the cells' p) and coverage
+        "qd_score": float(np.sum(conf)),
+        "coverage": float(np.mean(conf > 0 if occupied is None else occupied)),
         "num_classes_at_least": {
             str(t): int(np.sum(conf >= t)) for t in (0.9, 0.99, 0.9999)
         },
@@ -814,7 +923,15 @@ def _finish(
     first_all = np.asarray(state.first_all).reshape(num_runs, -1)
     generation = int(np.max(state.generation))
     runs = [
-        _run_stats(conf_all[r], found_all[r], first_all[r], seed + r, acc, generation)
+        _run_stats(
+            conf_all[r],
+            found_all[r],
+            first_all[r],
+            seed + r,
+            acc,
+            generation,
+            occupied[r],
+        )
         for r in range(num_runs)
     ]
     conf, imgs = conf_all[0], imgs_all[0]  # the pictures show run 0
@@ -863,6 +980,7 @@ def _finish(
             ylabel="elite confidence",
             title="MAP-Elites elite confidence over classes",
         )
+        _plot_qd(workdir, rows, class_names, num_runs)
     summary = {
         **{k: v for k, v in runs[0].items() if k != "seed"},
         "class_names": list(class_names),
@@ -886,6 +1004,8 @@ def _finish(
                 "confidence": [r["confidence"] for r in runs],
                 "found_at_generation": [r["found_at_generation"] for r in runs],
                 "median_confidence": float(np.median(conf_all)),
+                "qd_score": float(np.mean([r["qd_score"] for r in runs])),
+                "coverage": float(np.mean([r["coverage"] for r in runs])),
                 "num_classes_at_least": {
                     t: statistics.median(r["num_classes_at_least"][t] for r in runs)
                     for t in runs[0]["num_classes_at_least"]

@@ -64,21 +64,37 @@ def plot_lines(
     ylabel: str,
     title: str = "",
     references: dict | None = None,
+    marker: str | None = "o",
 ):
-    """``lines: {name: (xs, ys)}`` as one line plot with markers;
+    """``lines: {name: (xs, ys)}`` as one line plot (``marker=None`` for long
+    curves; past 10 lines, where the colours repeat, the lines are dashed);
     ``references: {label: (x, y)}`` (the paper's values) as starred points
-    with a dotted horizontal guide."""
+    with a dotted horizontal guide, or, with ``x=None``, the guide alone,
+    labelled at its right end."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, (xs, ys) in lines.items():
-        ax.plot(xs, ys, marker="o", label=name)
+    for i, (name, (xs, ys)) in enumerate(lines.items()):
+        ax.plot(xs, ys, marker=marker, ls="-" if i < 10 else "--", label=name)
     for label, (x, y) in (references or {}).items():
         ax.axhline(y, color="grey", ls=":", lw=1)
-        ax.plot([x], [y], marker="*", ms=12, ls="none", label=label)
+        if x is None:
+            ax.annotate(
+                label,
+                (1, y),
+                xycoords=("axes fraction", "data"),
+                xytext=(-2, 2),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="dimgrey",
+            )
+        else:
+            ax.plot([x], [y], marker="*", ms=12, ls="none", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=1 if len(lines) <= 10 else 2)
     save_figure(fig, path)
 
 
