@@ -446,7 +446,10 @@ def main(argv) -> None:
         ">= 0.9999, all >= "
         f"0.9999 at generation {summary['first_generation_all_at_least']['0.9999']}"
     )
-    print(f"results in {FLAGS.workdir} (summary.json, archive.png, confidence.png)")
+    print(
+        f"results in {FLAGS.workdir} (summary.json, archive.png, confidence.png, "
+        "nines.png, qd.png)"
+    )
 
 
 def seed_study(seeds, workdir: str, **overrides) -> dict:
@@ -799,8 +802,8 @@ def _plot_qd(workdir: str, rows: list[dict], class_names, num_runs: int) -> None
         lines,
         xlabel="generation",
         ylabel="nines = -log10(1 - p)",
-        title=f"elite confidence in nines, {k_all} classes{over} "
-        f"(p = 1 in float32 drawn at {NINES_CAP:.1f})",
+        title=f"elite confidence in nines, {k_all} classes{over}\n"
+        f"(p = 1.0 in float32 drawn at {NINES_CAP:.1f})",
         references={"p = 0.99": (None, 2.0), "p = 0.9999": (None, 4.0)},
         marker=None,
     )

@@ -70,26 +70,21 @@ def plot_lines(
     curves; past 10 lines, where the colours repeat, the lines are dashed);
     ``references: {label: (x, y)}`` (the paper's values) as starred points
     with a dotted horizontal guide, or, with ``x=None``, the guide alone,
-    labelled at its right end."""
+    labelled on the right axis."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, (name, (xs, ys)) in enumerate(lines.items()):
         ax.plot(xs, ys, marker=marker, ls="-" if i < 10 else "--", label=name)
+    guides = {}
     for label, (x, y) in (references or {}).items():
         ax.axhline(y, color="grey", ls=":", lw=1)
         if x is None:
-            ax.annotate(
-                label,
-                (1, y),
-                xycoords=("axes fraction", "data"),
-                xytext=(-2, 2),
-                textcoords="offset points",
-                ha="right",
-                va="bottom",
-                fontsize=7,
-                color="dimgrey",
-            )
+            guides[label] = y
         else:
             ax.plot([x], [y], marker="*", ms=12, ls="none", label=label)
+    if guides:  # tick labels on a twin axis: no text over the lines
+        right = ax.twinx()
+        right.set_ylim(ax.get_ylim())
+        right.set_yticks(list(guides.values()), list(guides), fontsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
