@@ -12,6 +12,16 @@ Early stop per image (Sec. IV-A): ``p(true) < 0.05`` untargeted, ``p(target) >=
 fools the model (``"success"``, what ART and the Keras reimplementation do), or
 never (``"none"``).
 
+Optimiser (``OnePixelConfig.optimizer``): ``"de"`` (the paper's, above; the
+default) or ``"cmaes"``, evosax's CMA-ES through ``fooljax.evolution.es`` (what
+ART's ``PixelAttack(es=1)`` offers): the same candidates (encoding, rounding,
+clipping), the same initial population and budget accounting (``P`` queries per
+generation, early stop per image), ``cmaes_strategies`` CMA-ES of ``P / S``
+candidates per image, each starting at the best of its share of the initial
+population with step ``cmaes_sigma`` (box widths), restarted when its step
+falls below ``cmaes_restart_sigma``. Memoised queries work for both (a trial
+that paints a known image reuses its probabilities).
+
 Two configurations: ``OnePixelConfig`` is the attack (what is searched and when
 it stops); ``Execution`` is how it runs (``eval_batch``, ``memoize``,
 ``compact_every``) and never changes the results, up to the model's own
@@ -70,12 +80,13 @@ from fooljax.checks import (
     check_not_consumed,
 )
 from fooljax.errors import InputError
-from fooljax.evolution import de
+from fooljax.evolution import de, es
 
 _log = logging.getLogger("fooljax")
 
 ProbsFn = Callable[[Any, jnp.ndarray], jnp.ndarray]
 EARLY_STOP_MODES = ("threshold", "success", "none")
+OPTIMIZERS = ("de", "cmaes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +103,10 @@ class OnePixelConfig:
     early_stop: str = "threshold"  # threshold | success | none
     colour_mean: float = 128.0
     colour_std: float = 127.0
+    optimizer: str = "de"  # de | cmaes (evosax CMA-ES, fooljax.evolution.es)
+    cmaes_sigma: float = 0.3  # CMA-ES initial step, in box widths
+    cmaes_strategies: int = 1  # CMA-ES per image (P / S candidates each)
+    cmaes_restart_sigma: float = 0.0  # restart a CMA-ES below this step; 0 = never
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +190,18 @@ def search_box(image_shape, num_pixels: int) -> de.DEParams:
     )
 
 
+def es_params(image_shape, config: OnePixelConfig) -> es.ESParams:
+    """The CMA-ES settings of ``config`` over the candidates' box."""
+    box = search_box(image_shape, config.num_pixels)
+    return es.ESParams(
+        lower=box.lower,
+        upper=box.upper,
+        sigma_init=config.cmaes_sigma,
+        restart_sigma=config.cmaes_restart_sigma,
+        num_strategies=config.cmaes_strategies,
+    )
+
+
 def initial_population(key, image_shape, config: OnePixelConfig) -> jax.Array:
     """``[P, D]``: x, y uniform over the image, colours N(128, 127) in 0..255."""
     h, w, c = image_shape
@@ -237,7 +264,10 @@ def _stopped(best_probs, labels, targets, config: OnePixelConfig):
 class OnePixelState(NamedTuple):
     """The attack of a batch of ``B`` images between generations."""
 
-    de_state: de.DEState  # batched over images: population [B, P, D], ...
+    # the optimiser's state, batched over images: population [B, P, D], fitness
+    # [B, P], generation [B], ... (de.DEState; es.ESState for "cmaes", whose
+    # population is the archive of the best candidate seen at each slot)
+    de_state: de.DEState | es.ESState
     pop_probs: jax.Array  # [B, P, K] model output for each current member
     active: jax.Array  # [B] bool: still searching
     generations: jax.Array  # [B] int32 generations run (excl. the initial one)
@@ -409,7 +439,11 @@ def init(
     )(image_keys)
     probs = evaluate(probs_fn, params, images, pop, eval_batch=eval_batch)
     fit = _fitness(probs, labels, targets)
-    state = jax.vmap(de.init, in_axes=(0, 0, None))(pop, fit, box)
+    if config.optimizer == "cmaes":
+        esp = es_params(images.shape[1:], config)
+        state = jax.vmap(es.init, in_axes=(0, 0, None))(pop, fit, esp)
+    else:
+        state = jax.vmap(de.init, in_axes=(0, 0, None))(pop, fit, box)
     best_probs = jnp.take_along_axis(probs, jnp.argmax(fit, 1)[:, None, None], 1)[:, 0]
     stopped = _stopped(best_probs, labels, targets, config)
     b = images.shape[0]
@@ -464,6 +498,8 @@ def run_chunk(
         crossover_rate=config.crossover_rate,
     )
     use_memo = bool(memoize and eval_batch)
+    cmaes = config.optimizer == "cmaes"
+    esp = es_params(images.shape[1:], config) if cmaes else None
 
     def cond(c: OnePixelState):
         gen = c.de_state.generation[0]
@@ -472,7 +508,12 @@ def run_chunk(
     def body(c: OnePixelState):
         gen = c.de_state.generation[0] + 1  # 1-based; 0 keyed the initial population
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(image_keys, gen)
-        trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.de_state, box)
+        if cmaes:
+            trials, asked = jax.vmap(es.ask, in_axes=(0, 0, None))(
+                keys, c.de_state, esp
+            )
+        else:
+            trials = jax.vmap(de.ask, in_axes=(0, 0, None))(keys, c.de_state, box)
         if use_memo:
             probs, new = evaluate_memo(
                 probs_fn,
@@ -491,9 +532,14 @@ def run_chunk(
             )
             spent = c.active.astype(jnp.int32) * config.population_size
         fit = _fitness(probs, labels, targets)
-        new_state = jax.vmap(de.tell, in_axes=(0, 0, 0, None))(
-            trials, fit, c.de_state, box
-        )
+        if cmaes:
+            new_state = jax.vmap(es.tell, in_axes=(0, 0, 0, None))(
+                trials, fit, asked, esp
+            )
+        else:
+            new_state = jax.vmap(de.tell, in_axes=(0, 0, 0, None))(
+                trials, fit, c.de_state, box
+            )
         better = fit > c.de_state.fitness
         new_probs = jnp.where(better[..., None], probs, c.pop_probs)
         act = c.active
@@ -572,9 +618,26 @@ def validate_config(config: OnePixelConfig) -> None:
         raise InputError(
             f"pixel count (num_pixels) must be at least 1, got {config.num_pixels}"
         )
+    if config.optimizer not in OPTIMIZERS:
+        raise InputError(
+            f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+            f"got '{config.optimizer}'"
+        )
     if check_int("population_size", config.population_size, 1) < 4:
         raise InputError(
             f"population must be at least 4 for DE/rand/1, got {config.population_size}"
+        )
+    if config.optimizer == "cmaes":
+        check_int("cmaes_strategies", config.cmaes_strategies, 1)
+        es.check_params(
+            es.ESParams(
+                lower=np.zeros(1, np.float32),
+                upper=np.ones(1, np.float32),
+                sigma_init=config.cmaes_sigma,
+                restart_sigma=config.cmaes_restart_sigma,
+                num_strategies=config.cmaes_strategies,
+            ),
+            config.population_size,
         )
     check_int("max_generations", config.max_generations, 0)
     check_finite(

@@ -3,10 +3,10 @@ resumable per batch.
 
 Attacks the first ``num_images`` correctly classified images from
 ``start_index`` (untargeted, or with ``targeted`` towards every other class)
-with the paper's DE budget, ``batch_size`` attacks at once
-(``attacks.one_pixel.attack``). Each finished batch is saved in
+with the paper's DE budget (or evosax's CMA-ES, ``--optimizer=cmaes``, same
+budget), ``batch_size`` attacks at once (``attacks.one_pixel.attack``). Each finished batch is saved in
 ``WORKDIR/batches/`` and skipped when the run is restarted. Writes
-``summary.json`` (success_rate, mean_adversarial_confidence, mean_queries,
+``summary.json`` (optimizer, success_rate, mean_adversarial_confidence, mean_queries,
 num_images, wall_seconds, images_per_second, classes_per_image for targeted
 runs), ``results.jsonl`` (one line per attacked image/target) and ``grid.png``
 (originals over adversarials).
@@ -57,10 +57,26 @@ class OnePixelRunConfig:
     num_images: int = opt(20, "Correctly classified images to attack.")
     start_index: int = opt(0, "First dataset index considered.")
     only_correct: bool = opt(True, "Skip images the model misclassifies.")
-    population: int = opt(400, "DE population size (>= 4).")
-    max_generations: int = opt(100, "DE generations after initialisation.")
+    optimizer: str = opt(
+        "de",
+        "de (differential evolution, the paper's) or cmaes (evosax's CMA-ES, as "
+        "ART's PixelAttack es=1); same candidates, budget and early stop.",
+    )
+    population: int = opt(400, "Candidates per generation (>= 4).")
+    max_generations: int = opt(100, "Generations after initialisation.")
     differential_weight: float = opt(0.5, "DE scale factor F.")
     crossover_rate: float = opt(1.0, "DE crossover rate (1 = none, as the paper).")
+    cmaes_sigma: float = opt(
+        0.3, "CMA-ES initial step size, in widths of the (x, y, colour) box."
+    )
+    cmaes_strategies: int = opt(
+        1, "Independent CMA-ES per image, population / this candidates each."
+    )
+    cmaes_restart_sigma: float = opt(
+        0.0,
+        "Restart a CMA-ES (at a random point) when its step along its longest "
+        "axis falls below this (box widths); 0 = never.",
+    )
     early_stop: str = opt("threshold", "threshold, success or none.")
     batch_size: int = opt(100, "Attacks (image, target pairs) run at once.")
     compact_every: int = opt(10, "Generations between batch compactions.")
@@ -89,6 +105,11 @@ class OnePixelRunConfig:
             differential_weight=dict(lo=0, hi=2, lo_open=True),
             crossover_rate=(0, 1),
         )
+        if self.optimizer not in op.OPTIMIZERS:
+            raise FooljaxError(
+                f"--optimizer must be one of {', '.join(op.OPTIMIZERS)}, "
+                f"got '{self.optimizer}'"
+            )
         if self.num_images < 1 or self.batch_size < 1:
             raise FooljaxError("--num_images and --batch_size must be >= 1")
         if self.pixels < 1:
@@ -100,6 +121,7 @@ class OnePixelRunConfig:
         if self.early_stop not in op.EARLY_STOP_MODES:
             raise FooljaxError(f"--early_stop must be one of {op.EARLY_STOP_MODES}")
         op.resolve_eval_batch(self.eval_batch)  # < 0: one clear line
+        op.validate_config(self.attack_config())  # CMA-ES settings
 
     def attack_config(self) -> op.OnePixelConfig:
         return op.OnePixelConfig(
@@ -109,6 +131,10 @@ class OnePixelRunConfig:
             differential_weight=self.differential_weight,
             crossover_rate=self.crossover_rate,
             early_stop=self.early_stop,
+            optimizer=self.optimizer,
+            cmaes_sigma=self.cmaes_sigma,
+            cmaes_strategies=self.cmaes_strategies,
+            cmaes_restart_sigma=self.cmaes_restart_sigma,
         )
 
     def execution(self) -> op.Execution:
@@ -256,6 +282,7 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         "dataset": cfg.dataset,
         "pixels": cfg.pixels,
         "targeted": cfg.targeted,
+        "optimizer": cfg.optimizer,
         "population": cfg.population,
         "max_generations": cfg.max_generations,
         "early_stop": cfg.early_stop,
@@ -277,6 +304,12 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
         "seconds_per_attack": round(attack_seconds / n_rows, 4),
         "process_seconds": round(time.time() - t_run, 3),
     }
+    if cfg.optimizer == "cmaes":
+        summary["cmaes"] = {
+            "sigma": cfg.cmaes_sigma,
+            "strategies": cfg.cmaes_strategies,
+            "restart_sigma": cfg.cmaes_restart_sigma,
+        }
     if cfg.targeted:
         per_image = success.reshape(len(labels), k - 1).sum(1)
         summary["classes_per_image"] = float(per_image.mean())
