@@ -746,26 +746,34 @@ def generation_rows(m: dict, first_generation: int, num_classes: int) -> list[di
     of medians, max of maxes, mean counts, QD-score and coverage per run, and
     ``nines`` each class's median over runs. ``nines``: ``[K]`` up to
     ``NINES_MAX_CLASSES`` classes, else ``nines_quantiles`` (``NINES_QUANTILES``
-    percent over classes and runs), 4 decimals."""
-    rows = []
-    for i in range(len(m["min"])):
-        row = {
-            "generation": first_generation + i,
-            "min": float(np.min(m["min"][i])),
-            "median": float(np.median(m["median"][i])),
-            "max": float(np.max(m["max"][i])),
-            **{k: _count(m[k][i]) for k in _COUNTS},
-            "qd_score": float(np.mean(m["qd_score"][i])),
-            "coverage": float(np.mean(m["coverage"][i])),
-        }
-        n9 = nines(np.reshape(m["fitness"][i], (-1, num_classes)))  # [R, K]
-        if num_classes <= NINES_MAX_CLASSES:
-            row["nines"] = [round(float(x), 4) for x in np.median(n9, axis=0)]
-        else:
-            q = np.percentile(n9, NINES_QUANTILES)
-            row["nines_quantiles"] = [round(float(x), 4) for x in q]
-        rows.append(row)
-    return rows
+    percent over classes and runs), 4 decimals. Vectorised over the chunk:
+    the host loop's cost per generation stays a few microseconds."""
+    n = len(m["min"])
+
+    def over_runs(fn, k):  # [n] or [n, R] -> [n]
+        return fn(np.reshape(m[k], (n, -1)), axis=1).tolist()
+
+    cols = {
+        "min": over_runs(np.min, "min"),
+        "median": over_runs(np.median, "median"),
+        "max": over_runs(np.max, "max"),
+        "qd_score": over_runs(np.mean, "qd_score"),
+        "coverage": over_runs(np.mean, "coverage"),
+    }
+    for k in _COUNTS:  # a run's count (int), the mean over many runs (float)
+        c = np.asarray(m[k])
+        cols[k] = c.tolist() if c.ndim == 1 else np.mean(c, axis=1).tolist()
+    n9 = nines(np.reshape(m["fitness"], (n, -1, num_classes)))  # [n, R, K]
+    if num_classes <= NINES_MAX_CLASSES:
+        name, n9 = "nines", np.median(n9, axis=1)
+    else:
+        name = "nines_quantiles"
+        n9 = np.percentile(n9.reshape(n, -1), NINES_QUANTILES, axis=1).T
+    cols[name] = np.round(n9, 4).tolist()
+    return [
+        {"generation": first_generation + i, **{k: v[i] for k, v in cols.items()}}
+        for i in range(n)
+    ]
 
 
 def _append_rows(path: str, rows: list[dict]) -> None:
