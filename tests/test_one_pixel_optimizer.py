@@ -1,9 +1,9 @@
 """One-pixel attack with ``optimizer="cmaes"`` (evosax CMA-ES via
 ``fooljax.evolution.es``) on tiny shapes; DE's own tests are test_one_pixel*.py."""
 
+import dataclasses
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,22 +31,14 @@ def _spot_probs(params, images):
     return jax.nn.softmax(logits, -1)
 
 
-class Tiny(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        x = nn.relu(nn.Conv(4, (3, 3), name="c")(x))
-        return nn.Dense(3, name="d")(x.reshape(x.shape[0], -1))
-
-
 @pytest.fixture(scope="module")
-def tiny():
-    model = Tiny()
-    params = model.init(jax.random.key(0), jnp.zeros((1, H, W, 3)))
-    probs_fn = op.probs_from_logits(model.apply)
-    images = np.random.RandomState(0).randint(0, 256, (5, H, W, 3)) / 255
-    images = images.astype(np.float32)
-    labels = np.asarray(jax.jit(probs_fn)(params, images)).argmax(-1)
-    return probs_fn, params, images, labels
+def noisy():
+    """Six dark noisy images, less red from one to the next: the spot is
+    found at different generations, so images stop at different times."""
+    rng = np.random.RandomState(0)
+    images = 0.1 + 0.1 * rng.rand(6, H, W, 3)
+    images[..., 0] -= 0.02 * np.arange(6)[:, None, None]
+    return images.astype(np.float32), np.zeros(6, np.int32)
 
 
 CMA = op.OnePixelConfig(
@@ -58,30 +50,33 @@ CMA = op.OnePixelConfig(
 )
 
 
+# eval_batch 3 does not divide the population (8): calls mix images, are
+# padded, and with memoize pack the new trials of all images. One chunk (no
+# compaction, a generic host step DE's tests cover): stopped images stay in
+# the batch, frozen, so each batch size compiles once
+EXE = op.Execution(eval_batch=3, memoize=True, compact_every=0)
+
+
 def test_cmaes_finds_the_deciding_pixel():
-    images = np.full((4, H, W, 3), 0.1, np.float32)
-    labels = np.zeros(4, np.int32)
-    cfg = op.OnePixelConfig(
-        population_size=12, max_generations=25, optimizer="cmaes", cmaes_sigma=0.3
+    images = np.full((6, H, W, 3), 0.1, np.float32)
+    labels = np.zeros(6, np.int32)
+    # the kernels do not depend on the budget: this reuses the next tests' ones
+    cfg = dataclasses.replace(CMA, max_generations=30)
+    r = op.attack(
+        jax.random.key(0), _spot_probs, None, images, labels, config=cfg, execution=EXE
     )
-    r = op.attack(jax.random.key(0), _spot_probs, None, images, labels, config=cfg)
     assert r.success.all(), r.probabilities
     # found by the search, not by the initial population
-    assert (r.generations > 0).any()
-    assert (r.queries <= 12 * (1 + r.generations)).all()
+    assert (r.generations > 0).all()
+    assert (r.queries <= 8 * (1 + r.generations)).all()
     xy = np.floor(r.candidates[:, 0, :2]).astype(int)  # (x, y)
     assert (np.abs(xy[:, 0] - COL) + np.abs(xy[:, 1] - ROW) <= 1).all()
     np.testing.assert_allclose(r.probabilities, _spot_probs(None, r.adversarial_images))
 
 
-# eval_batch 3 does not divide the population (8): calls mix images, are
-# padded, and with memoize pack the new trials of all images; compaction every
-# 3 generations changes the working batch
-EXE = op.Execution(eval_batch=3, memoize=True, compact_every=3)
-
-
-def test_cmaes_results_do_not_depend_on_batching(tiny):
-    probs_fn, params, images, labels = tiny
+def test_cmaes_results_do_not_depend_on_batching(noisy):
+    images, labels = noisy
+    probs_fn, params = _spot_probs, None
     key = jax.random.key(7)
     a = op.attack(key, probs_fn, params, images, labels, config=CMA, execution=EXE)
     assert (a.queries <= 8 * (1 + a.generations)).all()
@@ -99,15 +94,12 @@ def test_cmaes_results_do_not_depend_on_batching(tiny):
     )
     for x, y in zip(s, a, strict=True):
         np.testing.assert_array_equal(x, y[sub])
-    # the same call with one call per generation (no packing, no memo)
-    one = op.Execution(eval_batch=0, memoize=False, compact_every=3)
-    o = op.attack(key, probs_fn, params, images, labels, config=CMA, execution=one)
-    np.testing.assert_array_equal(o.candidates, a.candidates)
-    assert (o.queries >= a.queries).all()
+    assert a.success.any() and len(set(a.generations)) > 2  # stopped at different times
 
 
-def test_second_call_with_same_shapes_compiles_nothing(tiny):
-    probs_fn, params, images, labels = tiny
+def test_second_call_with_same_shapes_compiles_nothing(noisy):
+    images, labels = noisy
+    probs_fn, params = _spot_probs, None
     run = lambda k: op.attack(
         jax.random.key(k), probs_fn, params, images, labels, config=CMA, execution=EXE
     )
@@ -122,25 +114,32 @@ def test_es_core_under_jit_and_vmap_keeps_the_best():
         lower=jnp.zeros(3), upper=jnp.asarray([4.0, 8.0, 255.0]), num_strategies=2
     )
     f = lambda x: -jnp.sum(((x - 1.0) / params.upper) ** 2, -1)  # max at 1
-    pops = jax.random.uniform(jax.random.key(0), (2, 8, 3)) * params.upper
-    states = jax.vmap(es.init, in_axes=(0, 0, None))(pops, f(pops), params)
 
     @jax.jit
-    def step(g, states):
-        keys = jax.random.split(jax.random.fold_in(jax.random.key(1), g), 2)
-        cands, states = jax.vmap(es.ask, in_axes=(0, 0, None))(keys, states, params)
-        assert cands.shape == (2, 8, 3)
-        return cands, jax.vmap(es.tell, in_axes=(0, 0, 0, None))(
-            cands, f(cands), states, params
-        )
+    def run(pops):  # [2, 8, 3]: two independent populations
+        states = jax.vmap(es.init, in_axes=(0, 0, None))(pops, f(pops), params)
 
-    first = states.best_fitness
-    for g in range(30):
-        cands, states = step(g, states)
-        assert ((cands >= params.lower) & (cands <= params.upper)).all()
+        def step(carry, g):
+            states, inside = carry
+            keys = jax.random.split(jax.random.fold_in(jax.random.key(1), g), 2)
+            cands, states = jax.vmap(es.ask, in_axes=(0, 0, None))(keys, states, params)
+            inside &= jnp.all((cands >= params.lower) & (cands <= params.upper))
+            states = jax.vmap(es.tell, in_axes=(0, 0, 0, None))(
+                cands, f(cands), states, params
+            )
+            return (states, inside), states.best_fitness
+
+        (states, inside), best = jax.lax.scan(step, (states, True), jnp.arange(30))
+        return states, inside, best, f(states.population)
+
+    pops = jax.random.uniform(jax.random.key(0), (2, 8, 3)) * params.upper
+    states, inside, best, refit = run(pops)
+    assert inside
     np.testing.assert_array_equal(states.generation, 30)
-    np.testing.assert_allclose(states.fitness, f(states.population), rtol=1e-6)
-    assert (states.best_fitness >= first).all() and (states.best_fitness > -1e-3).all()
+    np.testing.assert_allclose(states.fitness, refit, rtol=1e-6)
+    assert (np.diff(np.asarray(best), axis=0) >= 0).all()  # the best never worsens
+    assert (states.best_fitness > -1e-3).all()
+    assert (states.best_fitness > f(pops).max(-1)).all()
     np.testing.assert_allclose(es.reflect(jnp.asarray([-0.25, 0.5, 1.5, 2.25])),
                                [0.25, 0.5, 0.5, 0.25])  # fmt: skip
 
@@ -153,8 +152,9 @@ def test_es_core_under_jit_and_vmap_keeps_the_best():
         (dict(cmaes_sigma=0.0), "sigma_init"),
     ],
 )
-def test_bad_optimizer_settings_are_refused(tiny, kw, message):
-    probs_fn, params, images, labels = tiny
+def test_bad_optimizer_settings_are_refused(noisy, kw, message):
+    images, labels = noisy
+    probs_fn, params = _spot_probs, None
     cfg = op.OnePixelConfig(population_size=8, **dict(dict(optimizer="cmaes"), **kw))
     with pytest.raises(InputError, match=message):
         op.attack(jax.random.key(0), probs_fn, params, images, labels, config=cfg)
