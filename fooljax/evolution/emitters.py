@@ -34,12 +34,15 @@ This module imports only the encodings' constants (no models, data or runs).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from evosax.algorithms import CMA_ES, Sep_CMA_ES
 
 from fooljax.encodings import cppn, direct
 from fooljax.encodings.base import Encoding
@@ -275,13 +278,201 @@ class Gradient:
         return Emitted(offspring, extra, lps.reshape(k * n, lps.shape[-1]))
 
 
-EMITTERS = {"mutation": Mutation, "gradient": Gradient}
+STRATEGIES = {"sep_cma_es": Sep_CMA_ES, "cma_es": CMA_ES}
 
 
-def parse(spec: str, population: int, **gradient_options) -> tuple:
+@functools.lru_cache(maxsize=64)
+def _strategy(name: str, batch: int, shape: tuple, genes: str):
+    """One evosax strategy object per (name, batch, gene shape) and its default
+    params, computed once outside any trace: the same object keeps evosax's
+    own jitted ask/tell cached, and its params are constants, not ops
+    re-traced (or run eagerly) each generation."""
+    with jax.ensure_compile_time_eval():
+        es = STRATEGIES[name](batch, jnp.zeros(shape, jnp.float32))
+        params = jax.tree_util.tree_map(np.asarray, es.default_params)
+    return es, params
+
+
+def _strong(tree):
+    """Drops weak types (evosax starts counters as Python scalars), so a state
+    has the same avals before and after a generation: no recompiles."""
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a).astype(jnp.result_type(a)), tree
+    )
+
+
+class CMAState(NamedTuple):
+    """One CMA-ME emitter's state: ``instances`` evosax states (leaves
+    ``[I, ...]``), the genome each instance adapts (its non-continuous genes,
+    e.g. a CPPN's topology, stay fixed until a restart), and whether each
+    instance restarts from a random elite before its next ask."""
+
+    es: Any
+    parent: Any
+    restart: jax.Array  # bool [I]
+    restarts: jax.Array  # int32 [I], restarts so far (for summaries)
+
+
+@dataclasses.dataclass(frozen=True)
+class CMAME:
+    """CMA-ME improvement emitters (Fontaine et al. 2020), ``instances`` of them
+    vmapped, ``count // instances`` offspring each, on the genome's continuous
+    genes (``genes`` as ``Gradient``'s), driven by an evosax strategy.
+
+    Each instance starts (and restarts) at a random elite's genes with step
+    ``sigma * (high - low)``; every generation it asks its strategy for
+    offspring (clipped to the genes' bounds), and tells it their improvement
+    over the archive as it was before the generation, ``max_k (log p_k(x) -
+    fitness_k)`` (an empty cell counts as an infinite improvement), so offspring
+    that raise some class's elite most rank first: the "improvement" ranking.
+    An instance none of whose offspring improves any elite restarts. Gradient
+    free: ``count`` forwards per generation."""
+
+    count: int
+    instances: int = 1
+    sigma: float = 0.05  # initial step, a fraction of the genes' range
+    genes: str = "direct"
+    strategy: str = "sep_cma_es"  # a key of STRATEGIES
+
+    def __post_init__(self):
+        if self.genes not in GENES:
+            raise InputError(
+                f"unknown CMA-ME genes '{self.genes}' (known: {', '.join(GENES)})"
+            )
+        if self.strategy not in STRATEGIES:
+            raise InputError(
+                f"unknown CMA-ME strategy '{self.strategy}' "
+                f"(known: {', '.join(STRATEGIES)})"
+            )
+        if int(self.instances) < 1 or self.count % int(self.instances):
+            raise InputError(
+                f"CMA-ME count {self.count} must be a multiple of its instances "
+                f"({self.instances})"
+            )
+        if self.count // self.instances < 2:
+            raise InputError("CMA-ME needs >= 2 offspring per instance")
+        if not (0 < self.sigma and math.isfinite(self.sigma)):
+            raise InputError(f"CMA-ME sigma must be > 0, got {self.sigma}")
+
+    @property
+    def forwards(self) -> int:
+        return self.count
+
+    @property
+    def forward_backwards(self) -> int:
+        return 0
+
+    def num_extra(self) -> int:
+        return 0
+
+    @property
+    def batch(self) -> int:
+        return self.count // self.instances
+
+    def _es(self, template):
+        """(evosax strategy, its params) for genes shaped like ``template``."""
+        return _strategy(self.strategy, self.batch, tuple(template.shape), self.genes)
+
+    def init_state(self, genome) -> CMAState:
+        """Fresh state for a genome shaped like ``genome`` (one, no batch axis):
+        every instance restarts (from a random elite) at its first ask."""
+        genes = GENES[self.genes]
+        x = genes.get(genome)
+        es, params = self._es(x)
+        params = self._params(params)
+        one = es.init(jax.random.key(0), jnp.zeros_like(x), params)
+        i = self.instances
+        rep = lambda a: jnp.broadcast_to(a, (i, *jnp.shape(a)))  # noqa: E731
+        return CMAState(
+            _strong(jax.tree_util.tree_map(rep, one)),
+            jax.tree_util.tree_map(rep, genome),
+            jnp.ones((i,), bool),
+            jnp.zeros((i,), jnp.int32),
+        )
+
+    def _params(self, params):
+        genes = GENES[self.genes]
+        return params.replace(
+            std_init=jnp.asarray(self.sigma * (genes.high - genes.low), jnp.float32)
+        )
+
+    def emit(self, key, archive, ctx: Context, state: CMAState):
+        """(Emitted, state after the ask)."""
+        genes = GENES[self.genes]
+        k_pick, k_init, k_ask = jax.random.split(key, 3)
+        picks = select_parents(k_pick, archive, self.instances)
+        elites = jax.tree_util.tree_map(lambda a: a[picks], archive.genomes)
+        restart = state.restart
+        parent = jax.tree_util.tree_map(
+            lambda e, p: jnp.where(restart.reshape((-1,) + (1,) * (e.ndim - 1)), e, p),
+            elites,
+            state.parent,
+        )
+        es, params = self._es(genes.get(jax.tree_util.tree_map(lambda a: a[0], parent)))
+        params = self._params(params)
+        fresh = jax.vmap(lambda k, g: es.init(k, genes.get(g), params))(
+            jax.random.split(k_init, self.instances), parent
+        )
+        es_state = jax.tree_util.tree_map(
+            lambda f, o: jnp.where(restart.reshape((-1,) + (1,) * (f.ndim - 1)), f, o),
+            fresh,
+            state.es,
+        )
+        x, es_state = jax.vmap(lambda k, s: es.ask(k, s, params))(
+            jax.random.split(k_ask, self.instances), es_state
+        )  # [I, B, D]
+        x0 = jax.vmap(genes.get)(parent)[:, None]
+        mask = jax.vmap(genes.mask)(parent)[:, None]
+        x = jnp.clip(jnp.where(mask, x, x0), genes.low, genes.high)
+        b = self.batch
+        rows = jax.tree_util.tree_map(
+            lambda a: jnp.repeat(a, b, axis=0), parent
+        )  # [I * B, ...]
+        offspring = jax.vmap(genes.set)(rows, x.reshape(self.count, *x.shape[2:]))
+        new = CMAState(
+            _strong(es_state), parent, jnp.zeros_like(restart), state.restarts
+        )
+        return Emitted(offspring), (new, x)
+
+    def tell(self, asked, lp, archive_before) -> CMAState:
+        """Updates each instance with its offspring's improvement ranking
+        (``asked``: ``emit``'s (state, genes asked), ``lp: [count, K]`` their
+        log-probs, ``archive_before``: the archive the generation started
+        from)."""
+        state, x = asked
+        genes = GENES[self.genes]
+        es, params = self._es(
+            genes.get(jax.tree_util.tree_map(lambda a: a[0], state.parent))
+        )
+        params = self._params(params)
+        fit = archive_before.fitness
+        lp = jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+        gain = jnp.where(fit > -jnp.inf, lp - fit, jnp.where(lp > -jnp.inf, jnp.inf, 0))
+        best = jnp.max(gain, axis=1).reshape(self.instances, self.batch)
+        improved = jnp.any(best > 0, axis=1)
+        # evosax minimises; finite stand-in for "new cell" / "impossible"
+        fitness = -jnp.clip(best, -1e6, 1e6)
+        es_state, _ = jax.vmap(lambda k, xs, f, s: es.tell(k, xs, f, s, params))(
+            jax.random.split(jax.random.key(0), self.instances), x, fitness, state.es
+        )
+        # a diverged strategy (non-finite mean or step) restarts too
+        ok = jnp.all(jnp.isfinite(es_state.mean), axis=1) & jnp.isfinite(es_state.std)
+        restart = ~improved | ~ok
+        return CMAState(
+            _strong(es_state), state.parent, restart, state.restarts + restart
+        )
+
+
+EMITTERS = {"mutation": Mutation, "gradient": Gradient, "cmame": CMAME}
+
+
+def parse(
+    spec: str, population: int, cmame_options: dict | None = None, **gradient_options
+) -> tuple:
     """``"mutation:150,gradient:50"`` -> ``(Mutation(150), Gradient(50, ...))``;
     ``"mutation"`` alone (no count) takes the whole population. Counts must sum
-    to ``population``. ``gradient_options``: ``Gradient``'s other fields."""
+    to ``population``. ``gradient_options``: ``Gradient``'s other fields;
+    ``cmame_options``: ``CMAME``'s (``"cmame:100"``)."""
     parts = [p.strip() for p in str(spec).split(",") if p.strip()]
     if not parts:
         raise InputError("emitters is empty (e.g. mutation:150,gradient:50)")
@@ -302,7 +493,9 @@ def parse(spec: str, population: int, **gradient_options) -> tuple:
                 ) from None
         if n < 1:
             raise InputError(f"emitter '{p}' needs a count >= 1")
-        opts = gradient_options if name == "gradient" else {}
+        opts = {"gradient": gradient_options, "cmame": cmame_options or {}}.get(
+            name, {}
+        )
         out.append(EMITTERS[name](n, **opts))
     check(tuple(out), population)
     return tuple(out)
@@ -327,21 +520,53 @@ def is_default(emitters, population: int) -> bool:
     return emitters is None or emitters == (Mutation(population),)
 
 
-def emit_all(emitters, key, archive, ctx: Context):
+def is_stateful(emitters) -> bool:
+    """Whether a mix holds emitters with state across generations (``CMAME``)."""
+    return emitters is not None and any(hasattr(e, "tell") for e in emitters)
+
+
+def init_states(emitters, genome) -> tuple:
+    """Each emitter's initial state (``None`` for a stateless one) for genomes
+    shaped like ``genome`` (one genome, no batch axis)."""
+    return tuple(e.init_state(genome) if hasattr(e, "tell") else None for e in emitters)
+
+
+def emit_all(emitters, key, archive, ctx: Context, states=()):
     """Every emitter's offspring: emitter ``i`` draws from ``key`` (``i = 0``) or
-    ``fold_in(key, i)``. Returns (offspring leaves ``[P, ...]``, extra genomes
-    ``[M, ...]`` or None, extra log-probs ``[M, K]`` or None)."""
-    outs = [
-        e.emit(key if i == 0 else jax.random.fold_in(key, i), archive, ctx)
-        for i, e in enumerate(emitters)
-    ]
+    ``fold_in(key, i)``; ``states``: ``init_states``'s tuple for a stateful mix.
+    Returns (offspring leaves ``[P, ...]``, extra genomes ``[M, ...]`` or None,
+    extra log-probs ``[M, K]`` or None, the stateful emitters' asks: a tuple
+    for ``tell_all``, ``None`` entries for stateless emitters)."""
+    outs, asked = [], []
+    for i, e in enumerate(emitters):
+        k = key if i == 0 else jax.random.fold_in(key, i)
+        if hasattr(e, "tell"):
+            out, a = e.emit(k, archive, ctx, states[i])
+        else:
+            out, a = e.emit(k, archive, ctx), None
+        outs.append(out)
+        asked.append(a)
     cat = lambda *xs: jnp.concatenate(xs)  # noqa: E731
     offspring = jax.tree_util.tree_map(cat, *[o.offspring for o in outs])
     extras = [o for o in outs if o.extra is not None]
     if not extras:
-        return offspring, None, None
+        return offspring, None, None, tuple(asked)
     extra = jax.tree_util.tree_map(cat, *[o.extra for o in extras])
-    return offspring, extra, jnp.concatenate([o.extra_lp for o in extras])
+    return offspring, extra, jnp.concatenate([o.extra_lp for o in extras]), tuple(asked)
+
+
+def tell_all(emitters, asked, lp, archive_before) -> tuple:
+    """The stateful emitters' new states from their offspring's log-probs
+    (``lp: [P, K]``, the offspring in ``emit_all``'s order) and the archive
+    the generation started from."""
+    out, start = [], 0
+    for e, a in zip(emitters, asked, strict=True):
+        if hasattr(e, "tell"):
+            out.append(e.tell(a, lp[start : start + e.count], archive_before))
+        else:
+            out.append(None)
+        start += e.count
+    return tuple(out)
 
 
 def forward_equivalents_per_generation(emitters, population: int, ratio: float):

@@ -65,6 +65,8 @@ class MapElitesState:
     generation: jax.Array  # int32 []: last completed generation (0 = random init)
     first_all: jax.Array  # [len(THRESHOLDS)] int32: first generation with all
     #   cells >= threshold, -1 = not yet
+    emitter_states: Any = ()  # one entry per emitter (None: stateless); () for
+    #   the paper's mutation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,10 +313,13 @@ def _propose(state: MapElitesState, encoding: Encoding, population: int):
 def _emit(state: MapElitesState, emitters, ctx_of):
     """One run's offspring from a mix of ``emitters`` (keys as ``_propose``):
     (offspring ``[P, ...]``, extra genomes ``[M, ...]`` or None, their log-probs
-    ``[M, K]`` or None); ``ctx_of(generation)`` is the emitters' context."""
+    ``[M, K]`` or None, the stateful emitters' asks for ``em.tell_all``);
+    ``ctx_of(generation)`` is the emitters' context."""
     generation = state.generation + 1
     key = jax.random.fold_in(state.key, generation)
-    return em.emit_all(emitters, key, state.archive, ctx_of(generation))
+    return em.emit_all(
+        emitters, key, state.archive, ctx_of(generation), state.emitter_states
+    )
 
 
 def _accept(state: MapElitesState, offspring, lp: jax.Array, extra=None, extra_lp=None):
@@ -346,7 +351,9 @@ def _accept(state: MapElitesState, offspring, lp: jax.Array, extra=None, extra_l
         "coverage": jnp.mean(archive.fitness > -jnp.inf),
         "fitness": archive.fitness,  # [K] log p per cell, for per-class curves
     }
-    return MapElitesState(archive, state.key, generation, first_all), metrics
+    return state.replace(
+        archive=archive, generation=jnp.asarray(generation), first_all=first_all
+    ), metrics
 
 
 def _runs(many: bool):
@@ -381,6 +388,7 @@ def _init_runs(
     num_classes,
     population,
     layout=SINGLE_DEVICE,
+    emitters=None,
 ):
     """``init_and_scores`` (``many`` False) and ``init_many_and_scores``."""
     check_int("num_classes", num_classes, 1)
@@ -390,7 +398,16 @@ def _init_runs(
     lp = _score_runs(many, log_probs_fn, params, encoding, genomes, layout)
     _check_num_classes(lp, num_classes)
     first = functools.partial(_first_state, num_classes=num_classes)
-    return each(first)(key, genomes, lp), lp
+    state = each(first)(key, genomes, lp)
+    if em.is_stateful(emitters):
+        state = each(
+            lambda s: s.replace(
+                emitter_states=em.init_states(
+                    emitters, jax.tree_util.tree_map(lambda a: a[0], s.archive.genomes)
+                )
+            )
+        )(state)
+    return state, lp
 
 
 def _step_runs(
@@ -414,11 +431,18 @@ def _step_runs(
     def ctx_of(generation):
         return em.Context(encoding, log_probs_fn, params, layout.eval_batch, generation)
 
-    offspring, extra, extra_lp = _runs(many)(lambda s: _emit(s, emitters, ctx_of))(
+    each = _runs(many)
+    offspring, extra, extra_lp, asked = each(lambda s: _emit(s, emitters, ctx_of))(
         state
     )
     lp = _score_runs(many, log_probs_fn, params, encoding, offspring, layout)
-    return _runs(many)(_accept)(state, offspring, lp, extra, extra_lp)
+    if em.is_stateful(emitters):
+        state = each(
+            lambda s, a, l_: s.replace(
+                emitter_states=em.tell_all(emitters, a, l_, s.archive)
+            )
+        )(state, asked, lp)
+    return each(_accept)(state, offspring, lp, extra, extra_lp)
 
 
 def init_and_scores(
@@ -430,11 +454,22 @@ def init_and_scores(
     num_classes: int,
     population: int,
     layout: Layout = SINGLE_DEVICE,
+    emitters: tuple | None = None,
 ):
     """``init``, plus the log-probs ``[P, K]`` of the initial genomes (what
-    ``make_init`` checks on the host: the model's real outputs, no extra call)."""
+    ``make_init`` checks on the host: the model's real outputs, no extra call).
+    ``emitters``: the mix ``step`` will use; stateful ones (``CMAME``) get their
+    initial state in ``MapElitesState.emitter_states``."""
     return _init_runs(
-        False, key, params, log_probs_fn, encoding, num_classes, population, layout
+        False,
+        key,
+        params,
+        log_probs_fn,
+        encoding,
+        num_classes,
+        population,
+        layout,
+        emitters,
     )
 
 
@@ -712,7 +747,14 @@ class _CheckedInit(_Checked):
 
 
 def _make_init(
-    init_fn, num_runs, log_probs_fn, encoding, num_classes, population, layout
+    init_fn,
+    num_runs,
+    log_probs_fn,
+    encoding,
+    num_classes,
+    population,
+    layout,
+    emitters=None,
 ):
     """``make_init`` (``num_runs`` None: ``init_and_scores``) and
     ``make_init_many`` (``init_many_and_scores``): one set of checks."""
@@ -722,6 +764,8 @@ def _make_init(
         raise InputError(f"layout must be a Layout, got {type(layout).__name__}")
     check_int("eval_batch", layout.eval_batch, 1)
     _check_encoding(encoding)
+    if emitters is not None:
+        em.check(emitters, population)
     runs = 1 if num_runs is None else num_runs
     check_memory(
         estimate_bytes(encoding, num_classes, population, layout, runs),
@@ -736,6 +780,7 @@ def _make_init(
             num_classes=num_classes,
             population=population,
             layout=layout,
+            emitters=emitters,
         )
     )
     n = min(layout.eval_batch, population)
@@ -769,17 +814,34 @@ def _make_init(
     )
 
 
-def make_init(*, log_probs_fn, encoding, num_classes, population, layout=SINGLE_DEVICE):
+def make_init(
+    *,
+    log_probs_fn,
+    encoding,
+    num_classes,
+    population,
+    layout=SINGLE_DEVICE,
+    emitters=None,
+):
     """Returns jitted ``init(key, params) -> MapElitesState`` (generation 0).
 
     Refuses sizes that cannot fit in memory (``estimate_bytes``) here, and on
     every call with concrete arguments checks the log-probs of the first
     ``eval_batch`` initial genomes that ``init`` computed anyway
     (``_check_outputs``; no extra model call or compile): NaN outputs or
-    non-probabilities are refused before the run starts.
+    non-probabilities are refused before the run starts. ``emitters``: pass
+    the mix given to ``make_run_chunk`` when it holds stateful emitters
+    (``CMAME``), whose state lives in the ``MapElitesState``.
     """
     return _make_init(
-        init_and_scores, None, log_probs_fn, encoding, num_classes, population, layout
+        init_and_scores,
+        None,
+        log_probs_fn,
+        encoding,
+        num_classes,
+        population,
+        layout,
+        emitters,
     )
 
 
@@ -791,9 +853,10 @@ def make_init_many(
     population: int,
     num_runs: int,
     layout: Layout = SINGLE_DEVICE,
+    emitters: tuple | None = None,
 ):
     """Returns jitted ``init_many(keys, params) -> MapElitesState`` (generation
-    0 of ``num_runs`` independent runs).
+    0 of ``num_runs`` independent runs; ``emitters`` as ``make_init``'s).
 
     ``keys``: ``[num_runs]`` typed keys (``jax.random.split(key, num_runs)``,
     or ``jnp.stack([jax.random.key(s) for s in seeds])`` for the seeds of
@@ -830,4 +893,5 @@ def make_init_many(
         num_classes,
         population,
         layout,
+        emitters,
     )
