@@ -104,9 +104,10 @@ class OnePixelConfig:
     colour_mean: float = 128.0
     colour_std: float = 127.0
     optimizer: str = "de"  # de | cmaes (evosax CMA-ES, fooljax.evolution.es)
-    cmaes_sigma: float = 0.3  # CMA-ES initial step, in box widths
-    cmaes_strategies: int = 1  # CMA-ES per image (P / S candidates each)
-    cmaes_restart_sigma: float = 0.0  # restart a CMA-ES below this step; 0 = never
+    # (defaults: the best of those tried on cifar_lenet, one_pixel_cmaes.flags)
+    cmaes_sigma: float = 0.5  # CMA-ES initial step, in box widths
+    cmaes_strategies: int = 4  # CMA-ES per image (P / S candidates each)
+    cmaes_restart_sigma: float = 0.05  # restart a CMA-ES below this step; 0 = never
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,13 +67,13 @@ class OnePixelRunConfig:
     differential_weight: float = opt(0.5, "DE scale factor F.")
     crossover_rate: float = opt(1.0, "DE crossover rate (1 = none, as the paper).")
     cmaes_sigma: float = opt(
-        0.3, "CMA-ES initial step size, in widths of the (x, y, colour) box."
+        0.5, "CMA-ES initial step size, in widths of the (x, y, colour) box."
     )
     cmaes_strategies: int = opt(
-        1, "Independent CMA-ES per image, population / this candidates each."
+        4, "Independent CMA-ES per image, population / this candidates each."
     )
     cmaes_restart_sigma: float = opt(
-        0.0,
+        0.05,
         "Restart a CMA-ES (at a random point) when its step along its longest "
         "axis falls below this (box widths); 0 = never.",
     )
