@@ -27,6 +27,7 @@ from absl import app, flags
 
 from fooljax import models
 from fooljax.encodings import make_encoding
+from fooljax.evolution import emitters as em
 from fooljax.evolution import map_elites as me
 
 flags.DEFINE_string("encoding", "direct", "direct or cppn.")
@@ -37,6 +38,14 @@ flags.DEFINE_integer("chunk", 50, "Generations per timed chunk.")
 flags.DEFINE_integer("repeats", 7, "Timed chunks (median taken).")
 flags.DEFINE_float("crossover_rate", 0.0, "SBX crossover probability.")
 flags.DEFINE_integer("eval_batch", 50, "Images per model call in the generation.")
+flags.DEFINE_string(
+    "emitters",
+    "mutation",
+    "Emitter mix (as the experiments' --emitters), e.g. mutation:100,cmame:100; "
+    "gradient-free mixes only (the ratio is against forwards).",
+)
+flags.DEFINE_integer("cmame_instances", 10, "CMA-ME instances (vmapped).")
+flags.DEFINE_string("cmame_strategy", "sep_cma_es", "CMA-ME evosax strategy.")
 FLAGS = flags.FLAGS
 
 
@@ -59,15 +68,28 @@ def main(argv):
     lp = me.log_probs_from(logits_fn=clf.logits_fn)
     pop, n = FLAGS.population, FLAGS.chunk
     layout = me.make_layout(pop, None, FLAGS.eval_batch)
+    mix = em.parse(
+        FLAGS.emitters,
+        pop,
+        cmame_options={
+            "instances": FLAGS.cmame_instances,
+            "strategy": FLAGS.cmame_strategy,
+            "genes": "cppn" if FLAGS.encoding == "cppn" else "direct",
+        },
+    )
+    if em.uses_gradients(mix):
+        raise SystemExit("gradient emitters: the ratio against forwards is not fair")
+    mix = None if em.is_default(mix, pop) else mix
     init = me.make_init(
         log_probs_fn=lp,
         encoding=encoding,
         num_classes=clf.num_classes,
         population=pop,
         layout=layout,
+        emitters=mix,
     )
     run = me.make_run_chunk(
-        log_probs_fn=lp, encoding=encoding, population=pop, layout=layout
+        log_probs_fn=lp, encoding=encoding, population=pop, layout=layout, emitters=mix
     )
     state = init(jax.random.key(0), clf.params)
 
@@ -118,6 +140,7 @@ def main(argv):
         "encoding": FLAGS.encoding,
         "model": FLAGS.model,
         "population": pop,
+        "emitters": FLAGS.emitters,
         "eval_batch": layout.eval_batch,
         "backend": jax.default_backend(),
         "generation_seconds": statistics.median(gen),

@@ -266,3 +266,30 @@ def test_summary_counts_forward_equivalents(tmp_path):
     )
     assert s["forward_backward_cost"] is None
     assert s["forward_equivalents"] == 16 * 7
+
+
+def test_runs_layer_resumes_a_cmame_run_bit_for_bit(tmp_path):
+    """``--emitters=mutation:8,cmame:8`` through the runs layer: an interrupted
+    run resumed from its checkpoint ends with the archive of an uninterrupted
+    one; the summary names the mix and counts one forward per offspring."""
+    _, params, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
+    clf = models.Classifier(logits_fn, params, SHAPE, K, "tiny")
+    cfg = fooling.FoolingConfig(
+        population=16,
+        eval_batch=8,
+        generations=6,
+        log_every=3,
+        checkpoint_every=3,
+        emitters="mutation:8,cmame:8",
+        cmame_instances=2,
+        cmame_restart_from="needy",
+    )
+    whole = fooling.run(cfg, str(tmp_path / "a"), classifier=clf)
+    fooling.run(cfg, str(tmp_path / "b"), classifier=clf, stop_after=3)
+    resumed = fooling.run(cfg, str(tmp_path / "b"), classifier=clf)
+    assert resumed["confidence"] == whole["confidence"]
+    assert [e["emitter"] for e in whole["emitters"]] == ["mutation", "cmame"]
+    assert whole["emitters"][1]["restart_from"] == "needy"
+    assert whole["forward_equivalents"] == 16 * 7
+    with pytest.raises(InputError, match="restart_from"):
+        em.CMAME(8, restart_from="best")

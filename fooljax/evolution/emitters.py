@@ -72,6 +72,16 @@ def select_parents(key, archive, n: int):
     return jax.random.categorical(key, logits, shape=(n,))
 
 
+def needy_cells(key, archive, n: int):
+    """``n`` cells drawn with weight ``1 - p`` of their elite (an empty cell: 1),
+    floored at 1e-7 so no cell is ever excluded: the cells furthest from
+    certainty get most of the work."""
+    fit = archive.fitness
+    occupied = fit > -jnp.inf
+    need = jnp.log(jnp.maximum(-jnp.expm1(jnp.where(occupied, fit, -1.0)), 1e-7))
+    return jax.random.categorical(key, jnp.where(occupied, need, 0.0), shape=(n,))
+
+
 def mutation_offspring(key, archive, encoding: Encoding, n: int, generation):
     """``n`` offspring of parents drawn uniformly from occupied cells (SBX with
     ``encoding.crossover_rate`` when the encoding has a crossover, then the
@@ -238,14 +248,11 @@ class Gradient:
         genes = GENES[self.genes]
         n = self.count
         k_target, k_parent, k_step = jax.random.split(key, 3)
-        fit = archive.fitness
-        occupied = fit > -jnp.inf
-        # weight 1 - p (an empty cell: 1), floored so no cell is ever excluded
-        need = jnp.log(jnp.maximum(-jnp.expm1(jnp.where(occupied, fit, -1.0)), 1e-7))
-        need = jnp.where(occupied, need, 0.0)
-        targets = jax.random.categorical(k_target, need, shape=(n,))
+        targets = needy_cells(k_target, archive, n)
         parents = jnp.where(
-            occupied[targets], targets, select_parents(k_parent, archive, n)
+            archive.fitness[targets] > -jnp.inf,
+            targets,
+            select_parents(k_parent, archive, n),
         )
         genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
         x0 = jax.vmap(genes.get)(genomes)
@@ -319,7 +326,9 @@ class CMAME:
     vmapped, ``count // instances`` offspring each, on the genome's continuous
     genes (``genes`` as ``Gradient``'s), driven by an evosax strategy.
 
-    Each instance starts (and restarts) at a random elite's genes with step
+    Each instance starts (and restarts) at an elite's genes (drawn uniformly,
+    as Fontaine et al., or with ``restart_from="needy"`` with weight ``1 - p``
+    as the gradient emitter's targets) with step
     ``sigma * (high - low)``; every generation it asks its strategy for
     offspring (clipped to the genes' bounds), and tells it their improvement
     over the archive as it was before the generation, ``max_k (log p_k(x) -
@@ -333,8 +342,14 @@ class CMAME:
     sigma: float = 0.05  # initial step, a fraction of the genes' range
     genes: str = "direct"
     strategy: str = "sep_cma_es"  # a key of STRATEGIES
+    restart_from: str = "uniform"  # "uniform" elite, or "needy" (weight 1 - p)
 
     def __post_init__(self):
+        if self.restart_from not in ("uniform", "needy"):
+            raise InputError(
+                f"CMA-ME restart_from must be uniform or needy, got "
+                f"'{self.restart_from}'"
+            )
         if self.genes not in GENES:
             raise InputError(
                 f"unknown CMA-ME genes '{self.genes}' (known: {', '.join(GENES)})"
@@ -400,7 +415,15 @@ class CMAME:
         """(Emitted, state after the ask)."""
         genes = GENES[self.genes]
         k_pick, k_init, k_ask = jax.random.split(key, 3)
-        picks = select_parents(k_pick, archive, self.instances)
+        if self.restart_from == "needy":
+            cells = needy_cells(k_pick, archive, self.instances)
+            picks = jnp.where(
+                archive.fitness[cells] > -jnp.inf,
+                cells,
+                select_parents(k_pick, archive, self.instances),
+            )
+        else:
+            picks = select_parents(k_pick, archive, self.instances)
         elites = jax.tree_util.tree_map(lambda a: a[picks], archive.genomes)
         restart = state.restart
         parent = jax.tree_util.tree_map(

@@ -103,13 +103,31 @@ class FoolingConfig:
     emitters: str = opt(
         "mutation",
         "Offspring makers, counts summing to --population: 'mutation' (the "
-        "paper's) or a mix, e.g. mutation:150,gradient:50.",
+        "paper's) or a mix, e.g. mutation:150,gradient:50 or "
+        "mutation:100,cmame:100 (CMA-ME improvement emitters, evosax).",
     )
     gradient_steps: int = opt(
         3, "Gradient emitter: ascent steps on log p(class) per offspring."
     )
     gradient_step_size: float = opt(
         0.02, "Gradient emitter: largest sign step, a fraction of the genes' range."
+    )
+    cmame_instances: int = opt(
+        1, "CMA-ME: emitter instances (vmapped); each gets cmame_count / instances."
+    )
+    cmame_sigma: float = opt(
+        0.05, "CMA-ME: initial step, a fraction of the genes' range."
+    )
+    cmame_strategy: str = opt(
+        "sep_cma_es",
+        "CMA-ME: the evosax strategy (sep_cma_es: diagonal, for large genomes; "
+        "cma_es: full covariance).",
+        choices=tuple(em.STRATEGIES),
+    )
+    cmame_restart_from: str = opt(
+        "uniform",
+        "CMA-ME: (re)start from a uniformly drawn elite, or 'needy': weight 1 - p.",
+        choices=("uniform", "needy"),
     )
     forward_backward_cost: float = opt(
         0.0,
@@ -134,6 +152,8 @@ class FoolingConfig:
             crossover_eta=(0, None),
             gradient_steps=(1, None),
             gradient_step_size=dict(lo=0, lo_open=True),
+            cmame_instances=(1, None),
+            cmame_sigma=dict(lo=0, lo_open=True),
             forward_backward_cost=(0, None),
         )
         self.emitter_mix()
@@ -161,6 +181,13 @@ class FoolingConfig:
             steps=int(self.gradient_steps),
             step_size=float(self.gradient_step_size),
             genes="cppn" if self.encoding == "cppn" else "direct",
+            cmame_options={
+                "instances": int(self.cmame_instances),
+                "sigma": float(self.cmame_sigma),
+                "strategy": self.cmame_strategy,
+                "restart_from": self.cmame_restart_from,
+                "genes": "cppn" if self.encoding == "cppn" else "direct",
+            },
         )
         return None if em.is_default(mix, self.population) else mix
 
@@ -639,11 +666,13 @@ def run_map_elites(
         layout=layout,
     )
     if num_runs == 1:
-        init = me.make_init(num_classes=num_classes, **kw)
+        init = me.make_init(num_classes=num_classes, emitters=emitters, **kw)
         run_chunk = me.make_run_chunk(emitters=emitters, **kw)
         key = jax.random.key(seed)
     else:
-        init = me.make_init_many(num_classes=num_classes, num_runs=num_runs, **kw)
+        init = me.make_init_many(
+            num_classes=num_classes, num_runs=num_runs, emitters=emitters, **kw
+        )
         run_chunk = me.make_run_chunk_many(num_runs=num_runs, emitters=emitters, **kw)
         key = jnp.stack([jax.random.key(seed + r) for r in range(num_runs)])
     state = init(key, params)
