@@ -50,6 +50,7 @@ from fooljax.evolution import map_elites as me
 from fooljax.io import images as imageio
 from fooljax.io import integrity
 from fooljax.io.checkpoint import Checkpointer
+from fooljax.io.events import EventWriter
 from fooljax.io.workdir import (
     atomic_write_text,
     prepare_workdir,
@@ -66,6 +67,7 @@ log = logging.getLogger("fooljax")
 FLAGS = flags.FLAGS
 
 METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"  # event files of the metrics rows, for live curves
 opt = config.opt
 
 
@@ -698,6 +700,7 @@ def run_map_elites(
             1 if layout.mesh is None else layout.mesh.size,
             workdir,
         )
+        tb = EventWriter(os.path.join(workdir, TENSORBOARD))
         while generation < num_generations:
             if stop_after is not None and generation >= stop_after:
                 return {"stopped_at": generation}
@@ -712,6 +715,9 @@ def run_map_elites(
             row["generations_per_second"] = n / dt
             row["evaluations_per_second"] = n * population * num_runs / dt
             _append_rows(metrics_path, rows)
+            tb.write(
+                [(r["generation"], tensorboard_scalars(r, class_names)) for r in rows]
+            )
             log.info(
                 "gen %d/%d: elite conf min %.4f median %.4f max %.6f, >=0.99: %d, "
                 ">=0.9999: %d, QD-score %.3f, coverage %.3f (%.1f gen/s, %.0f "
@@ -803,6 +809,23 @@ def generation_rows(m: dict, first_generation: int, num_classes: int) -> list[di
         {"generation": first_generation + i, **{k: v[i] for k, v in cols.items()}}
         for i in range(n)
     ]
+
+
+def tensorboard_scalars(row: dict, class_names) -> dict:
+    """A metrics row as TensorBoard scalars: ``confidence/{min,median,max}``,
+    ``qd/{score,coverage}``, ``classes_at_least/{0.99,0.9999}``, speed, and
+    ``nines/<class>`` for up to 20 classes."""
+    out = {f"confidence/{k}": row[k] for k in ("min", "median", "max")}
+    out["qd/score"], out["qd/coverage"] = row["qd_score"], row["coverage"]
+    for k in _COUNTS:
+        out[f"classes_at_least/{k.rsplit('_', 1)[-1]}"] = row[k]
+    for k in ("generations_per_second", "evaluations_per_second"):
+        if k in row:
+            out[f"speed/{k}"] = row[k]
+    if "nines" in row and len(row["nines"]) <= 20:
+        for name, v in zip(class_names, row["nines"], strict=False):
+            out[f"nines/{name}"] = v
+    return out
 
 
 def _append_rows(path: str, rows: list[dict]) -> None:
