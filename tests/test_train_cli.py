@@ -60,6 +60,20 @@ def test_train_learns_resumes_and_refuses_finished(tmp_path, tiny_dataset, monke
     with pytest.raises(WorkdirError, match="other settings"):
         os.remove(os.path.join(workdir, "summary.json"))
         train_classifier(TrainConfig(dataset=tiny_dataset, epochs=3), workdir)
+    # TensorBoard events: epoch 1 before the crash, epoch 2 after the resume
+    loader = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_file_loader"
+    )
+    steps = sorted(
+        (e.step, v.simple_value)
+        for f in os.listdir(os.path.join(workdir, "tensorboard"))
+        for e in loader.LegacyEventFileLoader(
+            os.path.join(workdir, "tensorboard", f)
+        ).Load()
+        for v in e.summary.value
+        if v.tag == "test/accuracy"
+    )
+    assert steps == [(r["epoch"], pytest.approx(r["test_accuracy"])) for r in rows]
 
 
 def _run(*args, env_extra=None):

@@ -32,6 +32,7 @@ from fooljax.attacks.fgsm import fgsm
 from fooljax.errors import FooljaxError
 from fooljax.io import integrity
 from fooljax.io.checkpoint import Checkpointer
+from fooljax.io.events import EventWriter
 from fooljax.io.workdir import (
     append_jsonl,
     prepare_workdir,
@@ -285,10 +286,21 @@ def load_dataset(name: str, split: str, data_dir=None, source="idx"):
     return data.load_dataset(name, split, data_dir=data_dir, source=source)
 
 
+# metrics.jsonl keys -> TensorBoard tags
+_TB_TAGS = {
+    "train_loss": "train/loss",
+    "train_accuracy": "train/accuracy",
+    "test_loss": "test/loss",
+    "test_accuracy": "test/accuracy",
+    "examples_per_second": "speed/examples_per_second",
+}
+
+
 def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = False):
     """Trains ``config.model``; checkpoints every epoch; resumes automatically.
 
-    Writes ``metrics.jsonl`` (one line per epoch), ``checkpoints/``,
+    Writes ``metrics.jsonl`` (one line per epoch; the same as TensorBoard
+    events in ``tensorboard/``), ``checkpoints/``,
     ``params.npz`` (final params) and ``summary.json``; returns the summary.
     """
     config.validate()
@@ -340,6 +352,7 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
         )
         images_dev, labels_dev = jnp.asarray(x_train), jnp.asarray(y_train)
         t_start = time.time()
+        tb = EventWriter(os.path.join(workdir, "tensorboard"))
         for epoch in range(start_epoch, config.epochs):
             t0 = time.time()
             state, m = run_epoch(
@@ -364,6 +377,9 @@ def train_classifier(config: TrainConfig, workdir: str, *, overwrite: bool = Fal
                 "epoch_seconds": dt,
             }
             append_jsonl(metrics_path, row)
+            tb.scalars(
+                epoch + 1, {_TB_TAGS[k]: v for k, v in row.items() if k in _TB_TAGS}
+            )
             log.info(
                 "epoch %d/%d: loss %.4f train acc %.4f test acc %.4f (%.0f examples/s)",
                 epoch + 1,
