@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import time
 
 import flax.linen as nn
@@ -52,7 +53,8 @@ from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import Workdir, load_classifier, load_mnist_test
 from fooljax.runs.gradient import lbfgs_examples
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # a notebook keeps its inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 FLAGS = flags.FLAGS

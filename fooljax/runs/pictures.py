@@ -5,11 +5,13 @@ PIL grids of ``fooljax.io.images`` (fast for 1000 classes)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # a notebook keeps its inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
