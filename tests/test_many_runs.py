@@ -109,7 +109,7 @@ def test_metrics_are_generations_by_runs(classifier):
     )
     assert set(metrics) == set(alone)
     for k, v in metrics.items():
-        assert v.shape == (3, R), k
+        assert v.shape == (3, R, *alone[k].shape[1:]), k
         assert v.dtype == alone[k].dtype, k
 
 
