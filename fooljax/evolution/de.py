@@ -76,7 +76,13 @@ def check_params(params: DEParams) -> DEParams:
             f"unknown bound_handling '{params.bound_handling}' "
             f"(known: {', '.join(BOUND_HANDLING)})"
         )
-    lo, hi = params.lower, params.upper
+    check_box(params.lower, params.upper)
+    return params
+
+
+def check_box(lo, hi) -> None:
+    """Refuses a search box ``[lower, upper]`` that is not two ``[D]`` arrays,
+    or (when concrete) not finite or with ``lower > upper`` somewhere."""
     if np.shape(lo) != np.shape(hi) or len(np.shape(lo)) != 1:
         raise InputError(
             f"lower and upper must both be [D], got shapes {list(np.shape(lo))} "
@@ -91,7 +97,6 @@ def check_params(params: DEParams) -> DEParams:
             raise InputError(
                 f"lower > upper in dimension {i} ({lo[i]:.4g} > {hi[i]:.4g})"
             )
-    return params
 
 
 def _check_population(population, fitness=None) -> None:

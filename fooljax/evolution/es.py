@@ -50,8 +50,9 @@ import numpy as np
 from evosax.algorithms import CMA_ES, Sep_CMA_ES
 from flax import struct
 
-from fooljax.checks import check_finite, is_concrete
+from fooljax.checks import check_finite
 from fooljax.errors import InputError
+from fooljax.evolution import de
 
 STRATEGIES = {"cma_es": CMA_ES, "sep_cma_es": Sep_CMA_ES}
 
@@ -104,21 +105,7 @@ def check_params(params: ESParams, population_size: int | None = None) -> ESPara
             f"population {population_size} must split into {s} strategies of at "
             "least 4 candidates each"
         )
-    lo, hi = params.lower, params.upper
-    if np.shape(lo) != np.shape(hi) or len(np.shape(lo)) != 1:
-        raise InputError(
-            f"lower and upper must both be [D], got shapes {list(np.shape(lo))} "
-            f"and {list(np.shape(hi))}"
-        )
-    if is_concrete((lo, hi)):
-        lo, hi = np.asarray(lo), np.asarray(hi)
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-            raise InputError("the search box (lower, upper) must be finite")
-        if np.any(lo > hi):
-            i = int(np.argmax(lo > hi))
-            raise InputError(
-                f"lower > upper in dimension {i} ({lo[i]:.4g} > {hi[i]:.4g})"
-            )
+    de.check_box(params.lower, params.upper)
     return params
 
 
