@@ -32,7 +32,20 @@ TINY = retrain.RetrainConfig(
     eval_batch=24,
     log_every=2,
     batch_size=64,
+    augment_shift=1,  # the loop's training with random shifts, resumed exactly too
 )
+
+
+def test_random_shift_moves_each_image_by_its_own_offset_within_the_bound():
+    from fooljax.train.classifier import random_shift
+
+    img = jnp.zeros((64, 9, 9, 1)).at[:, 4, 4, 0].set(1.0)  # one lit centre pixel
+    out = np.asarray(random_shift(img, jax.random.key(0), 2))
+    assert out.shape == img.shape and np.all(out.sum(axis=(1, 2, 3)) == 1.0)
+    ys, xs = np.nonzero(out[..., 0])[1:]
+    assert set(ys) | set(xs) <= {2, 3, 4, 5, 6}
+    assert len({(y, x) for y, x in zip(ys, xs, strict=True)}) > 10  # not one shift
+    np.testing.assert_array_equal(random_shift(img, jax.random.key(0), 0), img)
 
 
 def test_add_class_params_keeps_the_network_and_adds_one_output():

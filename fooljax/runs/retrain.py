@@ -99,6 +99,9 @@ class RetrainConfig:
     epochs: int = opt(1, "Training epochs per network.")
     batch_size: int = opt(64, "Training batch size.")
     learning_rate: float = opt(1e-3, "Peak Adam learning rate (cosine decay).")
+    augment_shift: int = opt(
+        0, "Train on images moved by random offsets of up to N pixels (0: off)."
+    )
     seed: int = opt(0, "Seed of the runs and of the training.")
     log_every: int = opt(50, "Generations per compiled chunk (one log line).")
 
@@ -119,6 +122,7 @@ class RetrainConfig:
             eval_batch=(1, None),
             epochs=(1, None),
             batch_size=(1, None),
+            augment_shift=(0, None),
             learning_rate=dict(lo=0, lo_open=True),
             log_every=(1, None),
         )
@@ -307,6 +311,7 @@ class _Loop:
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate,
+            shift_pixels=cfg.augment_shift,
             seed=cfg.seed + i,
             on_epoch=lambda e, p, m: log.info(
                 "  epoch %d: loss %.4f train acc %.4f", e, m["loss"], m["accuracy"]

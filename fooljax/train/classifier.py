@@ -230,6 +230,23 @@ def run_epoch(
     return state, {"loss": loss, "accuracy": acc}
 
 
+def random_shift(images, key, max_shift: int):
+    """Each image of ``images [B, H, W, C]`` moved by its own random whole-pixel
+    offset in ``[-max_shift, max_shift]`` on both axes, the border filled with
+    zeros (MNIST's background): the usual translation augmentation. Pure and
+    jittable; ``max_shift`` is static."""
+    if max_shift == 0:
+        return images
+    s = max_shift
+    offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * s + 1)
+    padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+
+    def one(img, o):
+        return jax.lax.dynamic_slice(img, (o[0], o[1], 0), images.shape[1:])
+
+    return jax.vmap(one)(padded, offsets)
+
+
 def fit(
     logits_fn,
     params,
@@ -244,6 +261,7 @@ def fit(
     seed: int = 0,
     on_epoch=None,
     loss_fn=None,
+    shift_pixels: int = 0,
 ):
     """Trains ``params`` of any ``logits_fn`` on ``images_u8 [N, H, W, C]
     uint8`` / ``labels [N]`` in memory (no work directory: for loops that
@@ -251,6 +269,8 @@ def fit(
     as ``train_classifier``. ``on_epoch(epoch, params, metrics)`` is called
     after each epoch. ``loss_fn(params, x, y) -> (loss, accuracy)`` replaces
     the cross-entropy of ``logits_fn`` (e.g. an RBF network's own cost).
+    ``shift_pixels > 0`` moves every training image by a random offset of up
+    to that many pixels each step (``random_shift``; keys from ``seed``).
     Returns the trained params."""
     if len(labels) < batch_size:
         raise FooljaxError(
@@ -266,8 +286,18 @@ def fit(
     )
     cfg.validate()
     opt = make_optimizer(cfg, (len(labels) // batch_size) * epochs)
+    if shift_pixels < 0:
+        raise FooljaxError(f"shift_pixels must be >= 0, got {shift_pixels}")
     if loss_fn is None:
         loss_fn = make_loss_fn(logits_fn, weight_decay=weight_decay)
+    shift_key = None
+    if shift_pixels:
+        plain_loss = loss_fn
+
+        def loss_fn(p, x, y, key):
+            return plain_loss(p, random_shift(x, key, shift_pixels), y)
+
+        shift_key = jax.random.fold_in(jax.random.key(seed), 1)
     step = make_train_step(loss_fn, opt)
     params = jax.tree_util.tree_map(jnp.array, params)  # the steps donate a copy
     state = TrainState(params, opt.init(params))
@@ -275,7 +305,7 @@ def fit(
     key = jax.random.key(seed)
     for epoch in range(epochs):
         state, m = run_epoch(
-            step, state, images_dev, labels_dev, key, epoch, batch_size
+            step, state, images_dev, labels_dev, key, epoch, batch_size, shift_key
         )
         if on_epoch is not None:
             on_epoch(epoch + 1, state.params, m)
