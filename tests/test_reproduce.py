@@ -5,6 +5,8 @@ the same bytes), bad flags, and the README's generated headline block."""
 import json
 import os
 
+from PIL import Image
+
 from fooljax.runs import report, reproduce
 from tests.cli_harness import one_line_problems, run_in_subprocess
 
@@ -52,13 +54,7 @@ def test_job_table_covers_the_four_papers_and_its_flagfiles_exist():
 
 
 def _png(path):
-    # A valid 1 x 1 PNG (report only inlines the bytes).
-    path.write_bytes(
-        bytes.fromhex(
-            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-            "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-        )
-    )
+    Image.new("RGB", (600, 4), (200, 30, 30)).save(path)  # shrunk when inlined
 
 
 def _synthetic_root(root):

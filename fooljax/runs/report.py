@@ -22,6 +22,8 @@ import os
 import re
 from collections.abc import Callable
 
+from PIL import Image
+
 from fooljax.errors import FooljaxError
 from fooljax.io.workdir import SUMMARY
 from fooljax.runs import reproduce
@@ -178,19 +180,20 @@ def _retrain(s: dict) -> str:
 def _lbfgs_t1(s: dict) -> str:
     parts = []
     for m, r in s["table1"].items():
-        parts.append(f"{m} {num(r['mean_distortion'])} ({pct(r['success_rate'], 0)})")
-    return "distortion (success): " + "; ".join(parts)
+        parts.append(
+            f"{m} {num(r['mean_distortion'])} (err {pct(r['test_error'])}, "
+            f"success {pct(r['success_rate'], 0)})"
+        )
+    return f"{s['num_images']} images: " + "; ".join(parts)
 
 
 def _lbfgs_t2(s: dict) -> str:
-    rows = s["table2"]
+    rows, cols = s["table2"], s["table2_columns"]
     parts = []
-    for src in ("fc10_1e-4", "fc100_100_10", "fc200_200_10", "noise_0.1"):
+    for src in ("fc10_1e-4", "fc100_100_10", "fc200_200_10", "gaussian_noise_0.1"):
         if src in rows:
-            cells = rows[src]
-            parts.append(
-                f"{src}: " + " / ".join(pct(cells[c], 0) for c in sorted(cells))
-            )
+            cells = " / ".join(pct(rows[src][c], 0) for c in cols)
+            parts.append(f"{src} → {cells}")
     return "; ".join(parts)
 
 
@@ -213,44 +216,34 @@ def _table2_cell(s: dict) -> str:
 
 
 def _cross(s: dict) -> str:
-    return _flat(s, ("transfer", "magnified", "distortion", "error"))
+    a, b = "fc100_100_10", "fc100_100_10_p2"
+    m = s["models"]
+    return (
+        f"FC100 → FC100' {pct(get(s, f'error_on_distorted/{a}/{b}'))}, magnified "
+        f"{pct(get(s, f'error_on_magnified/{a}/{b}'))}; test error "
+        f"{pct(m[a]['test_error'])} / {pct(m[b]['test_error'])}, distortion "
+        f"{num(m[a]['mean_distortion'])} ({s['num_test']} images)"
+    )
 
 
 def _pool(s: dict) -> str:
-    return _flat(s, ("test_error", "fgsm", "error"))
+    a, c = get(s, "models/adversarial_pool"), get(s, "models/clean_pool")
+    return (
+        f"test error {pct(a['test_error'], 2)} with the pool vs {pct(c['test_error'], 2)} "
+        f"without; FGSM(ε {s['eval_epsilon']}) error {pct(a['fgsm_error'], 0)} vs "
+        f"{pct(c['fgsm_error'], 0)} ({s['epochs']} epochs, {s['num_train']} images)"
+    )
 
 
 def _lipschitz(s: dict) -> str:
     parts = []
     for name in sorted(s["networks"]):
         n = s["networks"][name]
-        bounds = [num(layer["bound"], 2) for layer in n.get("layers", [])][:6]
-        parts.append(
-            f"{name}: {' / '.join(bounds)}{' …' if len(n.get('layers', [])) > 6 else ''}"
-            f" (product {n['product']:.3g})"
-        )
-    return "; ".join(parts)
-
-
-def _flat(s: dict, words: tuple[str, ...], limit: int = 6) -> str:
-    """Up to ``limit`` numeric leaves of ``s`` whose path names one of
-    ``words``, as ``path value`` (a fallback for summaries with many fields)."""
-    out = []
-
-    def walk(d, path):
-        for k in sorted(d):
-            v = d[k]
-            p = f"{path}/{k}" if path else str(k)
-            if isinstance(v, dict):
-                walk(v, p)
-            elif isinstance(v, float | int) and not isinstance(v, bool):
-                if any(w in p for w in words) and "seconds" not in p:
-                    out.append(f"{p} {num(v)}")
-
-    walk(s, "")
-    if not out:
-        raise KeyError("/".join(words))
-    return "; ".join(out[:limit])
+        linear = [la for la in n["layers"] if la["kind"] in ("conv", "dense")]
+        bounds = " / ".join(num(la["bound"], 2) for la in linear[:8])
+        more = " …" if len(linear) > 8 else ""
+        parts.append(f"{name} {bounds}{more} (product {float(n['product']):.3g})")
+    return "conv/fc operator norms: " + "; ".join(parts)
 
 
 def _units(s: dict) -> str:
@@ -285,8 +278,14 @@ def _dropout(s: dict) -> str:
     )
 
 
-def _adv_clean(s: dict) -> str:
-    return json.dumps(s.get("headline", {}), sort_keys=True)[:200]
+def _adv_training(s: dict) -> str:
+    b, a, t = s["before"], s["after"], s["transfer"]
+    return (
+        f"clean error {pct(b['clean_error'], 2)} → {pct(a['clean_error'], 2)}; FGSM "
+        f"error {pct(b['adversarial_error'])} → {pct(a['adversarial_error'])}; "
+        f"transfer {pct(t['after_on_examples_of_before'])} / "
+        f"{pct(t['before_on_examples_of_after'])} ({s['num_images']} images)"
+    )
 
 
 def _cifar_fgsm(s: dict) -> str:
@@ -452,7 +451,7 @@ def _rows() -> tuple[Row, ...]:
             "≥ 99.99 %",
             "gradient_ascent_imagenet",
             _ascent,
-            f"{mobilenet}; fewer classes and steps in the quick tier",
+            f"{mobilenet}; 50 ascent steps of size 10",
             ("fooling_images.png",),
         ),
         Row(
@@ -488,7 +487,7 @@ def _rows() -> tuple[Row, ...]:
             "some images ≥ 99.99 % on both",
             "transfer",
             _transfer,
-            "one run per source; targets: the embedded and the Caffe LeNet",
+            "one run per source (the paper: many); targets: the embedded and the Caffe LeNet",
             ("transfer.png",),
         ),
         Row(
@@ -497,7 +496,7 @@ def _rows() -> tuple[Row, ...]:
             "not protected: ≥ 99.99 % at every iteration",
             "fooling_retrain",
             _retrain,
-            "fewer iterations and images (quick: 2 iterations of 600 + 200)",
+            "fewer iterations and evolved images than the paper's 15 × (6000, 1000)",
             ("retrain.png", "iterations.png"),
             headline=True,
         ),
@@ -517,8 +516,8 @@ def _rows() -> tuple[Row, ...]:
             "0.062 / 0.1 / 0.14 / 0.058 / 0.065 / 0.086, success 100 %",
             "lbfgs_tables",
             _lbfgs_t1,
-            f"{zoo}; quick: 40 images, 5 c-search steps",
-            ("table1.png",),
+            f"{zoo}",
+            ("lbfgs_examples.png",),
             headline=True,
         ),
         Row(
@@ -528,7 +527,6 @@ def _rows() -> tuple[Row, ...]:
             "lbfgs_tables",
             _lbfgs_t2,
             f"{zoo}: our examples transfer far more",
-            ("table2.png",),
         ),
         Row(
             "Szegedy",
@@ -545,8 +543,8 @@ def _rows() -> tuple[Row, ...]:
             "FC100 → FC100' 5.9 %; magnified to σ 0.1: 43 %",
             "cross_training",
             _cross,
-            "Adam-trained ReLU nets; quick: 10,000 images per half, 2 epochs",
-            ("cross_training.png",),
+            "Adam-trained ReLU nets",
+            ("cross_training.png", "cross_training_examples.png"),
         ),
         Row(
             "Szegedy",
@@ -554,8 +552,7 @@ def _rows() -> tuple[Row, ...]:
             "lower test error",
             "adversarial_pool",
             _pool,
-            "L-BFGS pool per epoch; quick: 10,000 images, 2 epochs",
-            ("adversarial_pool.png",),
+            "L-BFGS pool of 100 regenerated per epoch",
         ),
         Row(
             "Szegedy",
@@ -563,7 +560,8 @@ def _rows() -> tuple[Row, ...]:
             "AlexNet conv 2.75–11, fc 2.5–4 (quoted from memory)",
             "lipschitz_bounds",
             _lipschitz,
-            "LeNet, Caffe LeNet, ResNet-32, MobileNetV2, AlexNet with random weights",
+            "LeNet, Caffe LeNet, ResNet-32, MobileNetV2; AlexNet with random weights "
+            "(no trained CaffeNet here)",
             ("lipschitz_bounds.png",),
         ),
         Row(
@@ -591,8 +589,8 @@ def _rows() -> tuple[Row, ...]:
             "99.9 % / 79.3 %",
             "fgsm",
             _fgsm_model("softmax_regression"),
-            f"{zoo}; quick: 1000 test images",
-            ("fgsm_curve.png", "fgsm_examples.png"),
+            f"{zoo}",
+            ("fgsm_error_vs_epsilon.png", "fgsm_examples.png"),
             headline=True,
         ),
         Row(
@@ -618,6 +616,7 @@ def _rows() -> tuple[Row, ...]:
             "fgsm_maxout_dropout",
             _dropout,
             "12 Adam epochs with dropout, not the paper's SGD schedule",
+            ("fgsm_error_vs_epsilon.png",),
         ),
         Row(
             "Goodfellow",
@@ -626,7 +625,7 @@ def _rows() -> tuple[Row, ...]:
             "cifar_fgsm",
             _cifar_fgsm,
             "Keras LeNet/ResNet-32 (JPEG CIFAR-10) for the maxout conv net",
-            ("cifar_fgsm_examples.png", "cifar_fgsm_curve.png"),
+            ("cifar_fgsm_examples.png", "cifar_fgsm_error_vs_epsilon.png"),
             headline=True,
         ),
         Row(
@@ -634,9 +633,9 @@ def _rows() -> tuple[Row, ...]:
             "adversarial training (§6): clean / FGSM error, transfer",
             "maxout 0.94 → 0.84 %; 89.4 → 17.9 %; 19.6 / 40.9 %",
             "adversarial_training",
-            _adv_clean,
-            "LeNet for maxout; quick: one epoch of adversarial training",
-            ("adversarial_training.png",),
+            _adv_training,
+            "LeNet for maxout",
+            ("adversarial_training_examples.png",),
             headline=True,
         ),
         Row(
@@ -654,7 +653,7 @@ def _rows() -> tuple[Row, ...]:
             "FGSM error 99 % plain",
             "linear_adversarial",
             _linear,
-            "quick: 5 epochs",
+            "logistic regression on MNIST 3 vs 7, as the paper",
             ("linear_fig2.png",),
         ),
         Row(
@@ -663,8 +662,8 @@ def _rows() -> tuple[Row, ...]:
             "55.4 % / 1.2 %",
             "rbf_fgsm",
             _rbf,
-            "our RBF net (per-class precisions); quick: 3 epochs",
-            ("rbf_examples.png",),
+            "our RBF net (per-class precisions)",
+            ("rbf_examples.png", "rbf_fgsm_vs_epsilon.png"),
         ),
         Row(
             "Goodfellow",
@@ -672,7 +671,7 @@ def _rows() -> tuple[Row, ...]:
             "noise pushed to a class with high confidence",
             "rubbish_images",
             _rubbish,
-            "quick: 200 noise images",
+            "softmax regression, maxout and LeNet from the zoo",
             ("rubbish_grid.png",),
         ),
         # Su
@@ -682,8 +681,8 @@ def _rows() -> tuple[Row, ...]:
             "73.8 % (arXiv v1); All-conv 68.71 %",
             "one_pixel_lenet_1px",
             _one_pixel,
-            "the Keras LeNet of the peer repo, JPEG test images; quick: 30 images",
-            ("examples.png",),
+            "the Keras LeNet of the peer repo, JPEG test images",
+            ("grid.png",),
             headline=True,
         ),
         Row(
@@ -693,7 +692,7 @@ def _rows() -> tuple[Row, ...]:
             "one_pixel_lenet_3px",
             _one_pixel,
             "as above",
-            ("examples.png",),
+            ("grid.png",),
         ),
         Row(
             "Su",
@@ -702,7 +701,7 @@ def _rows() -> tuple[Row, ...]:
             "one_pixel_lenet_5px",
             _one_pixel,
             "as above",
-            ("examples.png",),
+            ("grid.png",),
         ),
         Row(
             "Su",
@@ -710,8 +709,8 @@ def _rows() -> tuple[Row, ...]:
             "63.5–71.7 % (VGG16, NiN)",
             "one_pixel_resnet32_1px",
             _one_pixel,
-            "Keras ResNet-32; quick: 10 images, 30 generations",
-            ("examples.png",),
+            "Keras ResNet-32",
+            ("grid.png",),
         ),
         Row(
             "Su",
@@ -744,7 +743,7 @@ def _rows() -> tuple[Row, ...]:
             "LSA 97.9 % at 33 pixels (quoted from memory)",
             "one_pixel_compare",
             _compare,
-            "same images for every method; quick: 10 / 3 images",
+            "same images for every method",
             ("compare.png",),
         ),
         Row(
@@ -753,8 +752,8 @@ def _rows() -> tuple[Row, ...]:
             "16.04 % (AlexNet)",
             "one_pixel_imagenet",
             _one_pixel,
-            f"{mobilenet}; quick: 2 images, 4 generations",
-            ("examples.png",),
+            f"{mobilenet}",
+            ("grid.png",),
         ),
     )
 
@@ -891,7 +890,25 @@ def build_data(root: str) -> dict:
         "peers": peers,
         "jobs": jobs,
         "total_job_seconds": round(total, 1),
+        "last_invocation_seconds": state.get("last_invocation_seconds"),
+        "load_average": state.get("load_average", {}),
     }
+
+
+def _times(data: dict) -> str:
+    load = data.get("load_average") or {}
+    text = f"Sum of job wall times: {_seconds(data['total_job_seconds'])}"
+    if data.get("last_invocation_seconds") is not None:
+        text += (
+            f"; the last invocation took {_seconds(data['last_invocation_seconds'])}"
+        )
+    if load.get("start") is not None:
+        text += (
+            f"; host load average {load['start']:.2f} at its start, "
+            f"{load.get('end') or 0:.2f} at its end (above the core count: "
+            "other jobs shared the CPU)"
+        )
+    return text + "."
 
 
 def _md_cell(text: str) -> str:
@@ -912,18 +929,20 @@ def _counts(data: dict) -> dict:
     return out
 
 
-def render_markdown(data: dict) -> str:
-    tier = data["tier"]
-    lines = [
-        "# fooljax: the four papers, reproduced",
-        "",
+def _intro(tier: str) -> str:
+    return (
         f"Tier **{tier}** (`python -m scripts.reproduce --tier={tier}`); every "
         "number under *ours* comes from this run's `summary.json` files. The "
         "quick tier cuts budgets to fit 30 min on a 2-core CPU: its numbers are "
-        "below the full tier's (BUILD_NOTES.md) where budgets matter. "
-        "`$ROOT` is the run's `--workdir`.",
-        "",
-    ]
+        "below the full tier's (BUILD_NOTES.md) where budgets matter; a tier's "
+        "cuts are the flags after the flagfile in each command. `$ROOT` is the "
+        "run's `--workdir`; pictures link into it."
+    )
+
+
+def render_markdown(data: dict) -> str:
+    tier = data["tier"]
+    lines = ["# fooljax: the four papers, reproduced", "", _intro(tier), ""]
     counts = _counts(data)
     lines.append(
         "Rows with a result: "
@@ -964,7 +983,7 @@ def render_markdown(data: dict) -> str:
         + "."
     )
     lines.append("")
-    lines.append(f"Sum of job wall times: {_seconds(data['total_job_seconds'])}.")
+    lines.append(_times(data))
     lines.append("")
     lines += _md_table(
         ["job", "paper", "status", "wall time", "note"],
@@ -985,12 +1004,14 @@ def render_markdown(data: dict) -> str:
 
 _CODE = re.compile(r"`([^`]*)`")
 _BOLD = re.compile(r"\*\*([^*]*)\*\*")
+_ITALIC = re.compile(r"(?<![*\w])\*([^*]+)\*(?![*\w])")
 
 
 def _inline(text: str) -> str:
     t = html.escape(str(text), quote=False)
     t = _CODE.sub(r"<code>\1</code>", t)
-    return _BOLD.sub(r"<b>\1</b>", t)
+    t = _BOLD.sub(r"<b>\1</b>", t)
+    return _ITALIC.sub(r"<i>\1</i>", t)
 
 
 THUMBNAIL = 400  # longest side, pixels, of a picture inlined in report.html
@@ -999,8 +1020,6 @@ THUMBNAIL = 400  # longest side, pixels, of a picture inlined in report.html
 def _data_uri(path: str) -> str:
     """``path`` as a PNG data URI, shrunk to THUMBNAIL pixels (the link keeps
     the full-size file); the bytes depend only on the file."""
-    from PIL import Image
-
     with Image.open(path) as im:
         im.load()
         if max(im.size) > THUMBNAIL:
@@ -1046,9 +1065,7 @@ def render_html(data: dict, root: str) -> str:
         '<html><head><meta charset="utf-8"><title>fooljax reproduction report</title>',
         f"<style>{_CSS}</style></head><body>",
         "<h1>fooljax: the four papers, reproduced</h1>",
-        f"<p>Tier <b>{html.escape(tier)}</b>; every number under <i>ours</i> comes "
-        "from this run's <code>summary.json</code> files. <code>$ROOT</code> is "
-        "the run's <code>--workdir</code>.</p>",
+        f"<p>{_inline(_intro(tier))}</p>",
     ]
     counts = _counts(data)
     out.append(
@@ -1095,7 +1112,7 @@ def render_html(data: dict, root: str) -> str:
     out.append(
         f"<p>Device: {_inline(data['device'])}. Versions: "
         + _inline(", ".join(f"{k} {v[k]}" for k in sorted(v)))
-        + f". Sum of job wall times: {_seconds(data['total_job_seconds'])}.</p>"
+        + f". {_inline(_times(data))}</p>"
     )
     out += _html_table(
         ["job", "paper", "status", "wall time", "note"],

@@ -27,8 +27,13 @@ import subprocess
 import sys
 import time
 
+import flax
+import jax
+import numpy
+
 from fooljax.errors import FooljaxError
 from fooljax.io.workdir import SUMMARY
+from fooljax.train import zoo
 
 TIERS = ("quick", "full", "paper")
 PAPERS = ("Nguyen", "Szegedy", "Goodfellow", "Su")
@@ -85,8 +90,6 @@ def _zoo_steps() -> tuple[Step, ...]:
     """The MNIST zoo trained into ROOT/zoo/<name> once, read by every job
     with ``--zoo_dir=ROOT/zoo``: the zoo's own settings in full/paper, one
     epoch in quick (FC10s two)."""
-    from fooljax.train import zoo
-
     steps = []
     for name in ZOO_MODELS:
         c = zoo.zoo_config(name)
@@ -137,7 +140,7 @@ def _one_pixel_lenet(k: int) -> Job:
             "one_pixel_lenet.flags",
             f"--weights={_W}/lenet.h5",
             f"--pixels={k}",
-            quick=("--num_images=30", "--batch_size=30"),
+            quick=("--num_images=20", "--batch_size=20"),
         ),
         needs=("cifar10-keras-one-pixel/lenet.h5", "cifar10"),
     )
@@ -153,7 +156,7 @@ def _one_pixel_resnet(k: int) -> Job:
             "one_pixel_resnet32.flags",
             f"--weights={_W}/resnet.h5",
             f"--pixels={k}",
-            quick=("--num_images=10", "--batch_size=10", "--max_generations=30"),
+            quick=("--num_images=8", "--batch_size=8", "--max_generations=12"),
             full=("--batch_size=25",),
             paper=("--batch_size=25",),
         ),
@@ -326,6 +329,7 @@ def _jobs() -> tuple[Job, ...]:
                     "--iterations=2",
                     "--measure_runs=1",
                     "--measure_generations=200",
+                    "--num_train_examples=10000",
                 ),
             ),
             needs=mnist,
@@ -337,10 +341,17 @@ def _jobs() -> tuple[Job, ...]:
             _one(
                 "experiments.fooling_retrain",
                 "fooling_retrain_cifar10.flags",
+                quick=(
+                    "--first_images=1000",
+                    "--images_per_iteration=200",
+                    "--generations=50",
+                    "--measure_runs=2",
+                    "--measure_generations=100",
+                    "--epochs=1",
+                    "--num_train_examples=10000",
+                ),
             ),
             needs=("cifar10-keras-one-pixel/lenet.h5", "cifar10"),
-            tiers=("full", "paper"),
-            not_in_tier="5000 evolved CIFAR-10 images and two fine-tunings: ≈1 h",
         ),
         # ---- Szegedy et al. 2014 ----
         Job(
@@ -368,7 +379,13 @@ def _jobs() -> tuple[Job, ...]:
                 "experiments.table2_cell",
                 "table2_cell.flags",
                 _ZOO,
-                quick=("--num_images=50", "--batch_size=50", "--c_values="),
+                quick=(
+                    "--num_images=50",
+                    "--batch_size=50",
+                    "--c_values=",
+                    "--num_search_steps=5",
+                    "--max_iterations=20",
+                ),
             ),
             needs=mnist,
             deps=("zoo",),
@@ -381,7 +398,7 @@ def _jobs() -> tuple[Job, ...]:
                 "experiments.cross_training",
                 "cross_training.flags",
                 quick=(
-                    "--epochs=2",
+                    "--epochs=8",
                     "--num_train_per_half=10000",
                     "--num_test=100",
                     "--attack_batch_size=100",
@@ -399,7 +416,7 @@ def _jobs() -> tuple[Job, ...]:
                 "experiments.adversarial_pool",
                 "adversarial_pool.flags",
                 quick=(
-                    "--epochs=2",
+                    "--epochs=5",
                     "--num_train=10000",
                     "--pool_size=100",
                     "--num_test=100",
@@ -418,7 +435,7 @@ def _jobs() -> tuple[Job, ...]:
                 "experiments.lipschitz_bounds",
                 "lipschitz_bounds.flags",
                 quick=(
-                    "--num_iters=50",
+                    "--num_iters=20",
                     "--lbfgs_images=2",
                     "--lbfgs_imagenet_images=0",
                     "--lbfgs_search_steps=3",
@@ -517,7 +534,6 @@ def _jobs() -> tuple[Job, ...]:
             _one(
                 "experiments.linear_adversarial",
                 "linear_adversarial.flags",
-                quick=("--epochs=5",),
             ),
             needs=mnist,
         ),
@@ -528,7 +544,7 @@ def _jobs() -> tuple[Job, ...]:
             _one(
                 "experiments.rbf_fgsm",
                 "rbf_fgsm.flags",
-                quick=("--epochs=3", "--num_images=1000"),
+                quick=("--num_images=1000",),
             ),
             needs=mnist,
         ),
@@ -586,7 +602,7 @@ def _jobs() -> tuple[Job, ...]:
             _one(
                 "experiments.one_pixel",
                 "one_pixel_analysis_targeted_lenet.flags",
-                quick=("--num_images=10", "--batch_size=90"),
+                quick=("--num_images=10", "--batch_size=90", "--max_generations=20"),
             ),
             needs=("cifar10-keras-one-pixel/lenet.h5", "cifar10"),
         ),
@@ -597,7 +613,12 @@ def _jobs() -> tuple[Job, ...]:
             _one(
                 "experiments.one_pixel",
                 "one_pixel_analysis_targeted_resnet32.flags",
-                quick=("--num_images=5", "--batch_size=45"),
+                quick=(
+                    "--num_images=3",
+                    "--batch_size=27",
+                    "--population=20",
+                    "--max_generations=5",
+                ),
             ),
             needs=("cifar10-keras-one-pixel/resnet.h5", "cifar10"),
         ),
@@ -758,14 +779,11 @@ def read_state(root: str) -> dict | None:
 
 
 def environment() -> dict:
-    import flax
-    import jax
-    import numpy
-
     dev = jax.devices()[0]
+    kind = getattr(dev, "device_kind", "") or dev.platform
+    name = dev.platform if kind.lower() == dev.platform else f"{dev.platform} ({kind})"
     return {
-        "device": f"{dev.platform} ({getattr(dev, 'device_kind', '?')}) × "
-        f"{jax.device_count()}, {os.cpu_count()} CPU cores",
+        "device": f"{jax.device_count()} × {name}, {os.cpu_count()} host CPU cores",
         "versions": {
             "python": platform.python_version(),
             "jax": jax.__version__,
@@ -801,6 +819,14 @@ def _run_step(argv: list[str], log_path: str, summary_dir: str, kind: str) -> in
         return p.returncode
 
 
+def _load() -> float | None:
+    """The host's 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def run(tier: str, root: str, only: tuple[str, ...] = (), log=print) -> dict:
     """Runs the jobs of ``tier`` (``only``: these) into ``root``; returns the
     state also written to ``root/reproduce.json``."""
@@ -823,6 +849,7 @@ def run(tier: str, root: str, only: tuple[str, ...] = (), log=print) -> dict:
         if j not in selected:
             status[j.name] = "done" if finished(root, j) else "absent"
     t_all = time.time()
+    load = {"start": _load()}
     for j in selected:
         rec = {
             "paper": j.paper,
@@ -879,6 +906,8 @@ def run(tier: str, root: str, only: tuple[str, ...] = (), log=print) -> dict:
         state["jobs"][j.name] = rec
         write_json_atomic(path, state)
     state["last_invocation_seconds"] = round(time.time() - t_all, 1)
+    load["end"] = _load()
+    state["load_average"] = load
     times = [r.get("wall_seconds") or 0 for r in state["jobs"].values()]
     state["total_job_seconds"] = round(sum(times), 1)
     write_json_atomic(path, state)
