@@ -101,7 +101,7 @@ def _fooling(s: dict) -> str:
 def _imagenet(s: dict) -> str:
     return (
         f"median {pct(s['median_confidence'], 2)}, "
-        f"{get(s, 'num_classes_at_least/0.99')} classes ≥ 99 % "
+        f"{get(s, 'num_classes_at_least/0.99')} of {len(s['confidence'])} classes ≥ 99 % "
         f"({s['generations']} gens × {get(s, 'flags/population')})"
     )
 
@@ -363,9 +363,12 @@ def _linear(s: dict) -> str:
 
 
 def _one_pixel(s: dict) -> str:
+    conf = s["mean_adversarial_confidence"]
+    conf = "–" if conf is None else pct(conf)
     return (
-        f"{pct(s['success_rate'])} ({s['num_success']}/{s['num_attacks']}), "
-        f"mean adversarial confidence {pct(s['mean_adversarial_confidence'])}"
+        f"{pct(s['success_rate'])} ({s['num_success']}/{s['num_attacks']}, "
+        f"{s['population']} × ≤ {s['max_generations']}), mean adversarial "
+        f"confidence {conf}"
     )
 
 
