@@ -267,11 +267,13 @@ def _fgsm_model(name: str) -> Callable[[dict], str]:
     return f
 
 
+def _per_model(s: dict, fmt, sep: str = ", ") -> str:
+    """``fmt(name, summary["models"][name])`` for each model, sorted, joined."""
+    return sep.join(fmt(name, s["models"][name]) for name in sorted(s["models"]))
+
+
 def _fgsm_others(s: dict) -> str:
-    parts = []
-    for name in sorted(s["models"]):
-        parts.append(f"{name} {pct(get(s, f'models/{name}/error'))}")
-    return "error: " + ", ".join(parts)
+    return "error: " + _per_model(s, lambda n, m: f"{n} {pct(m['error'])}")
 
 
 def _dropout(s: dict) -> str:
@@ -293,24 +295,21 @@ def _adv_training(s: dict) -> str:
 
 
 def _cifar_fgsm(s: dict) -> str:
-    parts = []
-    for name in sorted(s["models"]):
-        m = s["models"][name]
-        parts.append(
-            f"{name} {pct(m['error'])} (clean acc. {num(m['clean_accuracy'])})"
-        )
-    return f"ε {s['epsilon']}: " + ", ".join(parts) + f"; {s['num_images']} images"
+    parts = _per_model(
+        s, lambda n, m: f"{n} {pct(m['error'])} (clean acc. {num(m['clean_accuracy'])})"
+    )
+    return f"ε {s['epsilon']}: {parts}; {s['num_images']} images"
 
 
 def _sweep(s: dict) -> str:
-    parts = []
-    for name in sorted(s["models"]):
-        m = s["models"][name]
-        parts.append(
-            f"{name} two-piece R² {num(m['two_piece_r2'])} "
+    return _per_model(
+        s,
+        lambda n, m: (
+            f"{n} two-piece R² {num(m['two_piece_r2'])} "
             f"(one line {num(m['linear_r2'], 2)})"
-        )
-    return "; ".join(parts)
+        ),
+        "; ",
+    )
 
 
 def _analysis(s: dict) -> str:
@@ -346,14 +345,15 @@ def _rbf(s: dict) -> str:
 
 
 def _rubbish(s: dict) -> str:
-    parts = []
-    for name in sorted(s["models"]):
-        m = s["models"][name]
-        parts.append(
-            f"{name} {num(m['noise']['fooled'], 2)} → {num(m['fgsm']['fooled'], 2)} "
-            f"(PGD {num(m['pgd']['fooled'], 2)})"
-        )
-    return f"p(target) ≥ {s['threshold']}, noise → FGSM: " + "; ".join(parts)
+    parts = _per_model(
+        s,
+        lambda n, m: (
+            f"{n} {num(m['noise']['fooled'], 2)} → "
+            f"{num(m['fgsm']['fooled'], 2)} (PGD {num(m['pgd']['fooled'], 2)})"
+        ),
+        "; ",
+    )
+    return f"p(target) ≥ {s['threshold']}, noise → FGSM: {parts}"
 
 
 def _linear(s: dict) -> str:
