@@ -34,8 +34,11 @@ ALLOWED = {
         "fooljax.attacks",
     },
 }
-# Heavy optional dependencies: the only imports allowed inside functions.
+# Heavy optional dependencies, and heavy ones few entry points use (scipy:
+# L-BFGS only, ~0.3 s of every start-up): the only imports allowed inside
+# functions.
 LAZY_OK = {
+    "scipy",
     "h5py",
     "tflite",
     "torch",

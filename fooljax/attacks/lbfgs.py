@@ -29,7 +29,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 
 from fooljax.attacks.common import check_attack_inputs, per_example_loss
 from fooljax.checks import check_finite, check_int
@@ -68,6 +67,11 @@ def _predict(logits_fn, params, x):
 
 def _solve(logits_fn, params, images, targets, c, *, max_iterations):
     """One L-BFGS-B solve over the batch, from ``x' = x``; returns ``x'``."""
+    # imported here: scipy.optimize costs every entry point ~0.3 s of start-up
+    # (fooljax.attacks is imported through runs.common -> train) for the few
+    # that solve L-BFGS
+    import scipy.optimize
+
     shape = images.shape
     images_dev = jnp.asarray(images)
     targets_dev = jnp.asarray(targets)

@@ -11,7 +11,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fooljax.errors import WeightsError
@@ -49,7 +48,9 @@ def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
         parts = key.split("/")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = jnp.asarray(value)
+        # device_put, not jnp.asarray: that stages one small XLA program per
+        # leaf (a compile each in a fresh process); same values and dtypes
+        node[parts[-1]] = jax.device_put(value)
     return tree
 
 
@@ -84,7 +85,10 @@ def load_params_npz(path: str, template=None):
 def check_shapes(params, template, source: str) -> None:
     """Raises ``WeightsError`` naming ``source`` unless ``params`` has exactly the
     leaves of ``template`` with the same shapes, all finite."""
-    want = flatten_params(template)
+    want = {  # shapes only: the template may hold jax.ShapeDtypeStruct leaves
+        "/".join(str(getattr(p, "key", p)) for p in path): leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(template)
+    }
     got = flatten_params(params)
     if set(want) != set(got):
         missing = sorted(set(want) - set(got))

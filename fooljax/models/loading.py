@@ -44,8 +44,21 @@ def load_pretrained(name: str = "lenet_mnist"):
     model_name, ref = _pretrained_file(name)
     spec = get_spec(model_name)
     with resources.as_file(ref) as p:
-        params = load_params_npz(str(p), init_params(spec))
+        params = load_params_npz(str(p), param_shapes(spec))
     return spec.build(), params
+
+
+def param_shapes(spec: ModelSpec):
+    """``spec``'s params as ``jax.ShapeDtypeStruct`` leaves (``eval_shape`` of
+    ``init``): the template of readers that check shapes only, without running
+    the initializers (eagerly, one XLA compile per op: ~0.5 s of LeNet's
+    start-up, tens of seconds for a big network)."""
+    model = spec.build()
+    shape = (1, *spec.input_shape)
+    # the key is made inside the trace too: an eager key is another compile
+    return jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros(shape, jnp.float32))
+    )
 
 
 def load_params(spec: ModelSpec, weights: str):
@@ -64,7 +77,6 @@ def load_params(spec: ModelSpec, weights: str):
                 "(set FOOLJAX_DATA to the folder with the data and weights)"
             )
         weights = expanded
-    template = init_params(spec)
     if weights == "default":
         if spec.pretrained is None:
             raise FooljaxError(
@@ -72,13 +84,15 @@ def load_params(spec: ModelSpec, weights: str):
             )
         return load_pretrained(spec.pretrained)[1]
     if weights == "init":
-        return template
+        return init_params(spec)
     if os.path.isdir(weights):
-        return restore_params_dir(weights, template)
+        return restore_params_dir(weights, param_shapes(spec))
     if not os.path.exists(weights):
         raise WeightsError(f"weights file {weights} does not exist")
     if looks_like_npz(weights):
-        return load_params_npz(weights, template)
+        return load_params_npz(weights, param_shapes(spec))
+    # foreign formats: their readers may use the template's values
+    template = init_params(spec)
     if spec.load_file is None:
         raise WeightsError(f"model '{spec.name}' cannot read {weights}")
     params = spec.load_file(weights, template)
