@@ -34,8 +34,9 @@ def main():
         model = models.get_spec(args.model).build().clone(use_grouped_conv=True)
         logits_fn = model.apply
     h = args.size or clf.input_shape[0]
+    c = clf.input_shape[-1]  # 1 for the MNIST nets, 3 for the others
     x = jnp.asarray(
-        np.random.default_rng(0).random((args.batch, h, h, 3), dtype=np.float32)
+        np.random.default_rng(0).random((args.batch, h, h, c), dtype=np.float32)
     )
     f = jax.jit(logits_fn)
     t0 = time.perf_counter()
