@@ -717,6 +717,16 @@ def _check_outputs(
         )
 
 
+def _to_host(x) -> np.ndarray:
+    """``x`` on the host; rows held by other processes (a mesh over several
+    processes' devices) are gathered first: every process calls this."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 class _CheckedInit(_Checked):
     """``init``: the jitted function returns (state, log-probs); the initial
     genomes' own scores of the first micro-batch, ``first(log_probs) -> [n,
@@ -738,7 +748,7 @@ class _CheckedInit(_Checked):
             raise InputError(str(e).splitlines()[0]) from None
         if is_concrete((key, params)):
             _check_outputs(
-                self._first(lp),
+                _to_host(self._first(lp)),
                 self._num_classes,
                 of_probs_fn=self._of_probs_fn,
                 subset=self._subset,

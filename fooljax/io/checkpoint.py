@@ -12,6 +12,11 @@ the step; manifests of steps orbax deleted (``max_to_keep``) are removed.
 newest intact step with one warning, and refuses (``WorkdirError``) when none is
 intact. Steps without a manifest (runs from before manifests, or a crash between
 orbax's commit and the manifest) are accepted unchecked, as before.
+
+Multi-process (``jax.distributed``): every process calls ``save`` and
+``restore*`` with the same global state (orbax writes each process's shards and
+commits once); process 0 alone writes and cleans the manifests, and the others
+wait for it, so all of them then see the same steps.
 """
 
 from __future__ import annotations
@@ -99,12 +104,20 @@ class Checkpointer:
 
     def save(self, step: int, state) -> None:
         step = int(step)
-        if os.path.exists(self._manifest(step)):
+        if jax.process_index() == 0 and os.path.exists(self._manifest(step)):
             os.remove(self._manifest(step))
         self._mngr.save(
             step, args=ocp.args.StandardSave(_to_storable(state)), force=True
         )
         self._mngr.wait_until_finished()
+        if jax.process_index() == 0:
+            self._write_manifest(step)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"fooljax checkpoint {step}")
+
+    def _write_manifest(self, step: int) -> None:
         root = self._step_dir(step)
         files = {}
         for dirpath, _, names in os.walk(root):
@@ -118,6 +131,8 @@ class Checkpointer:
         self._clean_manifests()
 
     def _clean_manifests(self) -> None:
+        if jax.process_index() != 0:
+            return
         kept = set(self.all_steps())
         for name in os.listdir(self.directory):
             if name.endswith(MANIFEST) or name.endswith(MANIFEST + integrity.SIDECAR):

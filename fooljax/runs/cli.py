@@ -8,7 +8,9 @@ is a bug and keeps its traceback.
 
 Every entry point also turns on JAX's persistent compilation cache
 (``--compilation_cache``), so a second run of a command starts with its
-programs already compiled.
+programs already compiled, and joins JAX's multi-process runtime when asked to
+(``--coordinator_address/--num_processes/--process_id`` or ``--distributed``:
+``runs.distributed``) before anything touches a device.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from absl import logging as absl_logging
 
 from fooljax.errors import FooljaxError
 from fooljax.models.foreign import callback_error
-from fooljax.runs import config
+from fooljax.runs import config, distributed
 
 EXIT_BAD_INPUT = 2
 
@@ -146,6 +148,7 @@ def run_main(main: Callable[[list[str]], None]) -> None:
 
 def _with_cache(main):
     def cached_main(argv):
+        distributed.initialize_from_flags()
         path = configure_compilation_cache(flags.FLAGS.compilation_cache)
         logging.getLogger("fooljax").debug("compilation cache: %s", path)
         main(argv)

@@ -19,6 +19,7 @@ from fooljax.errors import FooljaxError
 from fooljax.io import integrity
 from fooljax.io.caffe import load_binaryproto
 from fooljax.io.workdir import prepare_workdir, write_summary
+from fooljax.runs import distributed
 from fooljax.train.zoo import zoo_classifier
 
 log = logging.getLogger("fooljax")
@@ -41,7 +42,11 @@ class Workdir:
         if dataclasses.is_dataclass(config):
             config = dataclasses.asdict(config)
         self.path = path
-        self.resumed = prepare_workdir(path, config, overwrite=overwrite)
+        # multi-process: process 0 alone prepares (and alone writes: ``save_*``,
+        # ``finish``); the others get its answer or its error
+        self.resumed = distributed.main_first(
+            prepare_workdir, path, config, overwrite=overwrite
+        )
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -72,9 +77,12 @@ class Workdir:
             return {}
 
     def save_json(self, name: str, obj) -> None:
-        integrity.write_json_verified(self.file(name), obj)
+        if distributed.is_main():
+            integrity.write_json_verified(self.file(name), obj)
 
     def _save_arrays(self, name: str, save_fn, arrays) -> None:
+        if not distributed.is_main():
+            return
         buf = io.BytesIO()
         save_fn(buf, arrays)
         integrity.write_verified(self.file(name), buf.getvalue())
@@ -109,7 +117,11 @@ class Workdir:
             return None
 
     def finish(self, summary: dict) -> dict:
-        return write_summary(self.path, summary)
+        """Writes ``summary.json`` (process 0); every process returns process
+        0's summary."""
+        if distributed.is_main():
+            write_summary(self.path, summary)
+        return distributed.broadcast_json(summary)
 
 
 ARTIFACT = "artifact.npz"
@@ -143,9 +155,11 @@ def save_artifact(
     the source model's probability of that label, and the source model's name
     and weights; checksummed like every saved result. Written to
     ``artifact_file(name)``: runs with several source models pass one ``name``
-    per model."""
+    per model. Multi-process: process 0 writes it."""
     if kind not in ARTIFACT_KINDS:
         raise ValueError(f"artifact kind must be one of {ARTIFACT_KINDS}, got {kind}")
+    if not distributed.is_main():
+        return
     meta = json.dumps({"kind": kind, "model": model, "weights": weights})
     buf = io.BytesIO()
     np.savez(

@@ -28,7 +28,7 @@ from fooljax import data, models
 from fooljax.attacks import one_pixel as op
 from fooljax.errors import FooljaxError
 from fooljax.io.workdir import atomic_write_text
-from fooljax.runs import config
+from fooljax.runs import config, distributed
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import Workdir, save_artifact
 from fooljax.runs.pictures import save_grid_png
@@ -217,6 +217,21 @@ def _write_results(path, rows_img, rows_tgt, indices, labels, cat, success, conf
     atomic_write_text(path, "".join(lines))
 
 
+def _resumed_batch(wd: Workdir, name: str) -> dict | None:
+    """A batch saved by an earlier start, ``None`` when it must be run; every
+    process follows process 0's answer."""
+    done = wd.load_npz(name)
+    if not distributed.is_multiprocess():
+        return done
+    agreed = distributed.broadcast_json(done is not None)
+    if agreed and done is None:
+        raise FooljaxError(
+            f"process 0 resumes {wd.file(name)} but this process cannot read it: "
+            "the work directory must be on a filesystem every process sees"
+        )
+    return done if agreed else None
+
+
 def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dict:
     """Runs (or resumes) the attack experiment in ``workdir``; returns the summary."""
     cfg.validate()
@@ -244,32 +259,40 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
     for b, lo in enumerate(range(0, n_rows, cfg.batch_size)):
         name = os.path.join("batches", f"batch_{b:05d}.npz")
         sl = slice(lo, min(lo + cfg.batch_size, n_rows))
-        done = wd.load_npz(name)
+        done = _resumed_batch(wd, name)
         if done is not None:
             parts.append(done)
             continue
         t0 = time.time()
+        # multi-process: each process attacks its share of the batch (every
+        # attack's key is its own, so shares change no result), then all
+        # processes get every row back
+        rows = np.arange(sl.start, sl.stop)
+        mine = rows[distributed.split_rows(len(rows))]
+        run_rows = mine if len(mine) else rows[:1]  # an empty share: dropped
         res = op.attack(
             key,
             probs_fn,
             clf.params,
-            images[rows_img[sl]],
-            labels[rows_img[sl]],
-            targets=None if rows_tgt is None else rows_tgt[sl],
+            images[rows_img[run_rows]],
+            labels[rows_img[run_rows]],
+            targets=None if rows_tgt is None else rows_tgt[run_rows],
             config=attack_cfg,
             execution=execution,
-            image_indices=row_keys[sl],
+            image_indices=row_keys[run_rows],
             input_shape=clf.input_shape,
             num_classes=k,
         )
-        part = dict(res._asdict(), seconds=np.asarray(time.time() - t0))
+        got = {f: np.asarray(v)[: len(mine)] for f, v in res._asdict().items()}
+        part = dict(distributed.gather_rows(got, len(rows)))
+        part["seconds"] = np.asarray(time.time() - t0)
         wd.save_npz(name, **part)
         parts.append(part)
         log.info(
             "batch %d: %d attacks, success %d, %.1f s",
             b,
             sl.stop - sl.start,
-            int(res.success.sum()),
+            int(part["success"].sum()),
             float(part["seconds"]),
         )
     cat = {f: np.concatenate([p[f] for p in parts]) for f in parts[0] if f != "seconds"}
@@ -313,6 +336,10 @@ def run(cfg: OnePixelRunConfig, workdir: str, *, overwrite: bool = False) -> dic
     if cfg.targeted:
         per_image = success.reshape(len(labels), k - 1).sum(1)
         summary["classes_per_image"] = float(per_image.mean())
+    if distributed.is_multiprocess():
+        summary["num_processes"] = jax.process_count()
+    if not distributed.is_main():  # process 0 writes the work directory
+        return wd.finish(summary)
     _write_results(
         wd.file("results.jsonl"),
         rows_img,
