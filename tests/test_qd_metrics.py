@@ -16,7 +16,12 @@ from fooljax.runs import fooling
 from tests.tiny import tiny_classifier
 
 K = 4
-TIMINGS = ("generations_per_second", "evaluations_per_second", "crc32")
+TIMINGS = (
+    "generations_per_second",
+    "evaluations_per_second",
+    "wall_seconds",
+    "crc32",
+)
 
 
 def _cfg(**kw):
@@ -127,6 +132,25 @@ def test_interrupted_and_rechunked_run_writes_identical_rows(tmp_path, clf, refe
     assert strip == ref
     assert summary["qd_score"] == summary_ref["qd_score"]
     assert summary["confidence"] == summary_ref["confidence"]
+
+
+def test_max_minutes_finishes_after_the_chunk_that_ends_past_it(tmp_path, clf):
+    w = str(tmp_path / "w")
+    # resumed after the chunk ending at 4: the wall clock goes on from its row
+    assert fooling.run(_cfg(), w, classifier=clf, stop_after=1) == {"stopped_at": 4}
+    first = _rows(w)[-1]["wall_seconds"]
+    fooling.run(_cfg(), w, classifier=clf)
+    assert min(r["wall_seconds"] for r in _rows(w)[4:]) >= first > 0
+    cfg = _cfg()
+    cfg = fooling.FoolingConfig(**{**cfg.__dict__, "max_minutes": 1e-9})
+    w2 = str(tmp_path / "w2")
+    summary = fooling.run(cfg, w2, classifier=clf)
+    assert summary["generations"] == 4 and summary["stopped_by"] == "max_minutes"
+    walls = [r["wall_seconds"] for r in _rows(w2)]
+    assert len(walls) == 4 and walls == sorted(walls) and walls[0] > 0
+    assert os.path.getsize(os.path.join(w2, "confidence_time.png")) > 1000
+    with pytest.raises(Exception, match="finished run"):
+        fooling.run(cfg, w2, classifier=clf)
 
 
 def test_many_runs_pool_and_take_the_median_nines_per_class(tmp_path, clf, monkeypatch):

@@ -136,6 +136,12 @@ class FoolingConfig:
         "Forward-equivalents of one forward+backward pass in the accounting "
         "(0 = measure on the model at start).",
     )
+    max_minutes: float = opt(
+        0.0,
+        "Wall-time budget: finish after the first chunk that ends past this "
+        "many minutes of the run (start-up included, summed over resumes); "
+        "0 = none.",
+    )
 
     def validate(self) -> None:
         config.check_fields(
@@ -157,6 +163,7 @@ class FoolingConfig:
             cmame_instances=(1, None),
             cmame_sigma=dict(lo=0, lo_open=True),
             forward_backward_cost=(0, None),
+            max_minutes=(0, None),
         )
         self.emitter_mix()
         if self.population < 2:
@@ -357,6 +364,7 @@ def run(
         summary_extra={"encoding": cfg.encoding, "weights": cfg.weights},
         emitters=emitters,
         forward_backward=cost,
+        max_minutes=cfg.max_minutes,
     )
 
 
@@ -637,6 +645,7 @@ def run_map_elites(
     num_runs: int = 1,
     emitters: tuple | None = None,
     forward_backward: dict | None = None,
+    max_minutes: float = 0.0,
 ) -> dict:
     """Runs (or resumes) MAP-Elites in ``workdir``; returns the summary dict.
 
@@ -650,11 +659,15 @@ def run_map_elites(
     compiled step (``map_elites.make_init_many``); log lines and metrics rows
     then pool the runs (min of mins, median of medians, max of maxes, mean
     counts per run). ``stop_after``: stop (without finishing) once this many
-    generations are done; for tests that interrupt a run.
+    generations are done; for tests that interrupt a run. ``max_minutes`` >
+    0: finish (summary, pictures) after the first chunk that ends past this
+    wall time. Every metrics row has ``wall_seconds`` since the run's start,
+    summed over resumes (the curve against time: ``confidence_time.png``).
     """
     t_start = time.time() if t_start is None else t_start
     resume = prepare_workdir(workdir, config, overwrite=overwrite)
     metrics_path = os.path.join(workdir, METRICS)
+    wall_before = 0.0  # wall seconds of earlier sessions of a resumed run
     class_names = class_names or [str(i) for i in range(num_classes)]
 
     layout = me.make_layout(population * num_runs, mesh, eval_batch)
@@ -684,6 +697,8 @@ def run_map_elites(
             latest, state = restored
             rows = _read_metrics(metrics_path, latest)
             _rewrite_metrics(metrics_path, rows)
+            if rows and "wall_seconds" in rows[-1]:
+                wall_before = rows[-1]["wall_seconds"]
             log.info("resumed %s at generation %d", workdir, latest)
         else:
             if os.path.exists(metrics_path):
@@ -701,6 +716,7 @@ def run_map_elites(
             workdir,
         )
         tb = EventWriter(os.path.join(workdir, TENSORBOARD))
+        over_time = False
         while generation < num_generations:
             if stop_after is not None and generation >= stop_after:
                 return {"stopped_at": generation}
@@ -714,6 +730,9 @@ def run_map_elites(
             row = rows[-1]
             row["generations_per_second"] = n / dt
             row["evaluations_per_second"] = n * population * num_runs / dt
+            wall = wall_before + time.time() - t_start
+            for r in rows:
+                r["wall_seconds"] = round(wall, 3)
             _append_rows(metrics_path, rows)
             tb.write(
                 [(r["generation"], tensorboard_scalars(r, class_names)) for r in rows]
@@ -734,8 +753,22 @@ def run_map_elites(
                 row["generations_per_second"],
                 row["evaluations_per_second"],
             )
-            if generation % checkpoint_every == 0 or generation == num_generations:
+            over_time = max_minutes > 0 and wall >= 60.0 * max_minutes
+            if (
+                generation % checkpoint_every == 0
+                or generation == num_generations
+                or over_time
+            ):
                 ckpt.save(generation, state)
+            if over_time:
+                log.info(
+                    "wall-time budget of %g min spent after %d generations: finishing",
+                    max_minutes,
+                    generation,
+                )
+                break
+    if over_time:
+        summary_extra = {**(summary_extra or {}), "stopped_by": "max_minutes"}
     return _finish(
         state,
         workdir=workdir,
@@ -1044,6 +1077,16 @@ def _finish(
             title="MAP-Elites elite confidence over classes",
         )
         _plot_qd(workdir, rows, class_names, num_runs)
+        timed = [r for r in rows if "wall_seconds" in r]
+        if timed:
+            imageio.save_curves(
+                os.path.join(workdir, "confidence_time.png"),
+                [r["wall_seconds"] / 60.0 for r in timed],
+                {s: [r[s] for r in timed] for s in ("min", "median", "max")},
+                xlabel="wall time since the run's start (min)",
+                ylabel="elite confidence",
+                title="MAP-Elites elite confidence over classes against wall time",
+            )
     summary = {
         **{k: v for k, v in runs[0].items() if k != "seed"},
         "class_names": list(class_names),
