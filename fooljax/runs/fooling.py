@@ -717,6 +717,8 @@ def run_map_elites(
         )
         tb = EventWriter(os.path.join(workdir, TENSORBOARD))
         over_time = False
+        t_loop = time.time()
+        chunk_seconds = []  # compiled chunks, results on the host
         while generation < num_generations:
             if stop_after is not None and generation >= stop_after:
                 return {"stopped_at": generation}
@@ -725,6 +727,7 @@ def run_map_elites(
             state, m = run_chunk(state, params, n)
             m = jax.device_get(m)
             dt = time.perf_counter() - t0
+            chunk_seconds.append(dt)
             rows = generation_rows(m, generation + 1, num_classes)
             generation = int(np.max(state.generation))
             row = rows[-1]
@@ -767,6 +770,7 @@ def run_map_elites(
                     generation,
                 )
                 break
+        t_loop = (t_loop, time.time())
     if over_time:
         summary_extra = {**(summary_extra or {}), "stopped_by": "max_minutes"}
     return _finish(
@@ -781,7 +785,30 @@ def run_map_elites(
         summary_extra=summary_extra or {},
         layout=layout,
         acc=acc,
+        timing=(t_loop, chunk_seconds),
     )
+
+
+def phase_seconds(t_start, t_loop, chunk_seconds, now) -> dict:
+    """Where this session's wall time went: ``start_up`` (process start or
+    ``run``'s call to the first chunk: imports, model, compilation, restore),
+    ``generations`` (the compiled chunks, metrics on the host; the first also
+    loads or compiles its program: ``first_chunk`` vs ``chunk_median``),
+    ``between_chunks`` (metrics rows, events, checkpoints), ``finishing``
+    (pictures, artifact, summary) and ``outside_generations_fraction``."""
+    (t0, t1), gen = t_loop, float(sum(chunk_seconds))
+    wall = now - t_start
+    return {
+        "start_up": round(t0 - t_start, 3),
+        "generations": round(gen, 3),
+        "between_chunks": round(t1 - t0 - gen, 3),
+        "finishing": round(now - t1, 3),
+        "first_chunk": round(chunk_seconds[0], 3) if chunk_seconds else None,
+        "chunk_median": (
+            round(statistics.median(chunk_seconds), 3) if chunk_seconds else None
+        ),
+        "outside_generations_fraction": round(1.0 - gen / wall, 4) if wall else None,
+    }
 
 
 def _count(c):
@@ -994,6 +1021,7 @@ def _finish(
     summary_extra,
     layout,
     acc=None,
+    timing=None,
 ) -> dict:
     archive = jax.device_get(state.archive)
     k_all = len(class_names)
@@ -1087,11 +1115,12 @@ def _finish(
                 ylabel="elite confidence",
                 title="MAP-Elites elite confidence over classes against wall time",
             )
+    now = time.time()
     summary = {
         **{k: v for k, v in runs[0].items() if k != "seed"},
         "class_names": list(class_names),
         "generations": generation,
-        "wall_seconds": time.time() - t_start,
+        "wall_seconds": now - t_start,
         "model": config.get("model"),
         "seed": seed,
         "flags": config,
@@ -1101,6 +1130,8 @@ def _finish(
         **acc,
         **summary_extra,
     }
+    if timing is not None:
+        summary["phase_seconds"] = phase_seconds(t_start, *timing, now)
     if num_runs > 1:
         # pooled over runs: the keys of one run mean "over all runs' elites"
         summary.update(
