@@ -22,6 +22,8 @@ batch; every process gets all rows back, in order).
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -155,31 +157,54 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def barrier(name: str) -> None:
-    if is_multiprocess():
-        from jax.experimental import multihost_utils
+def _client():
+    """JAX's distributed-runtime client (``None`` when ``jax.distributed`` was
+    not started, e.g. a TPU pod run without it)."""
+    from jax._src import distributed as jax_distributed
 
-        multihost_utils.sync_global_devices(name)
+    return jax_distributed.global_state.client
 
 
-def _broadcast_bytes(data: bytes | None) -> bytes:
-    """Process 0's ``data`` on every process (others pass anything)."""
+_TIMEOUT_MS = 30 * 60 * 1000  # a peer may still be compiling or attacking
+_exchanges = itertools.count()
+
+
+def exchange(data: bytes) -> list[bytes]:
+    """Every process's ``data``, in process order, on every process (all of
+    them must call this, in the same order). Host bytes through the
+    coordinator's key-value store: no device program to compile per size.
+    Falls back to device collectives when there is no client."""
+    n, me, count = next(_exchanges), jax.process_index(), jax.process_count()
+    client = _client()
+    if client is None:
+        return _exchange_collective(data)
+    client.key_value_set_bytes(f"fooljax/x{n}/{me}", data)
+    got = [
+        client.blocking_key_value_get_bytes(f"fooljax/x{n}/{i}", _TIMEOUT_MS)
+        for i in range(count)
+    ]
+    if n:  # every process finished exchange n - 1 before it wrote this one
+        client.key_value_delete(f"fooljax/x{n - 1}/{me}")
+    return got
+
+
+def _exchange_collective(data: bytes) -> list[bytes]:
     from jax.experimental import multihost_utils
 
-    n = np.asarray(len(data) if is_main() else 0, np.int64)
-    n = int(multihost_utils.broadcast_one_to_all(n))
-    buf = np.zeros(n, np.uint8)
-    if is_main():
-        buf[:] = np.frombuffer(data, np.uint8)
-    return bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf)))
+    sizes = multihost_utils.process_allgather(np.asarray(len(data), np.int32))
+    cap = 1 << max(int(np.max(sizes)) - 1, 0).bit_length()  # few shapes
+    buf = np.zeros(cap, np.uint8)
+    buf[: len(data)] = np.frombuffer(data, np.uint8)
+    bufs = multihost_utils.process_allgather(buf)
+    return [bytes(np.asarray(b[:k])) for b, k in zip(bufs, sizes, strict=True)]
 
 
 def broadcast_json(obj):
     """Process 0's JSON-able ``obj`` on every process (one process: ``obj``)."""
     if not is_multiprocess():
         return obj
-    data = json.dumps(obj).encode() if is_main() else None
-    return json.loads(_broadcast_bytes(data))
+    data = json.dumps(obj).encode() if is_main() else b""
+    return json.loads(exchange(data)[0])
 
 
 def main_first(fn: Callable, *args, **kwargs):
@@ -209,9 +234,14 @@ def fetch(tree):
 
     Arrays whose data is all here (one process, or fully replicated) are read
     locally; others are gathered from every process (a collective: every
-    process must call this with the same tree)."""
+    process must call this with the same tree). Typed PRNG keys stay as they
+    are (they have no NumPy form)."""
 
     def one(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(
+            x.dtype, jax.dtypes.prng_key
+        ):
+            return x
         if not isinstance(x, jax.Array) or x.is_fully_addressable:
             return np.asarray(jax.device_get(x))
         if x.is_fully_replicated:
@@ -233,26 +263,17 @@ def split_rows(n: int) -> slice:
 
 
 def gather_rows(part: dict, n: int) -> dict:
-    """Every process's ``split_rows(n)`` share of ``part`` (dict of arrays with
-    rows first; a process with an empty share passes arrays of 0 rows and the
-    right trailing shapes and dtypes) -> the ``n`` rows on every process."""
+    """Every process's ``split_rows(n)`` share of ``part`` (dict of arrays,
+    rows first) -> the ``n`` rows on every process, in order (exact bytes)."""
     if not is_multiprocess():
         return {k: np.asarray(v) for k, v in part.items()}
-    from jax.experimental import multihost_utils
-
-    p = jax.process_count()
-    cap = -(-n // p)
-    padded = {}
-    for k, v in part.items():
-        v = np.asarray(v)
-        pad = np.zeros((cap - len(v), *v.shape[1:]), v.dtype)
-        padded[k] = np.concatenate([v, pad])
-    stacked = multihost_utils.process_allgather(padded)  # [P, cap, ...]
-    out = {}
-    for k, v in stacked.items():
-        rows = []
-        for i in range(p):
-            size = n // p + (i < n % p)
-            rows.append(np.asarray(v[i, :size]))
-        out[k] = np.concatenate(rows)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in part.items()})
+    parts = []
+    for data in exchange(buf.getvalue()):
+        with np.load(io.BytesIO(data)) as z:
+            parts.append({k: z[k] for k in z.files})
+    out = {k: np.concatenate([p[k] for p in parts]) for k in part}
+    if any(len(v) != n for v in out.values()):
+        raise FooljaxError(f"gathered {len(next(iter(out.values())))} rows, not {n}")
     return out

@@ -58,7 +58,7 @@ from fooljax.io.workdir import (
     write_summary,
 )
 from fooljax.models.crops import ten_crop_log_probs
-from fooljax.runs import PROCESS_T0, config
+from fooljax.runs import PROCESS_T0, config, distributed
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import load_classifier, save_artifact
 from fooljax.runs.pictures import plot_lines
@@ -607,15 +607,23 @@ def _rewrite_metrics(path: str, rows: list[dict]) -> None:
 
 
 def default_mesh(population: int, num_devices: int = 0):
-    """A 1-D mesh over local devices for sharding the population (``None`` for 1).
+    """A 1-D mesh over the devices of every process (``jax.devices()``) for
+    sharding the population (``None`` for 1).
 
-    ``num_devices=0``: as many devices as evenly divide ``population``.
+    ``num_devices=0``: as many devices as evenly divide ``population``. With
+    several processes the mesh must hold all their devices.
     """
-    devices = jax.local_devices()
+    devices = jax.devices()
     n = num_devices or len(devices)
     n = min(n, len(devices))
     while n > 1 and population % n:
         n -= 1
+    if distributed.is_multiprocess() and n != len(devices):
+        raise FooljaxError(
+            f"with {jax.process_count()} processes the population ({population}) "
+            f"must be sharded over all {len(devices)} devices: make it a multiple "
+            f"of {len(devices)} (and --num_devices 0 or {len(devices)})"
+        )
     if n <= 1:
         return None
     return jax.sharding.Mesh(np.array(devices[:n]), ("pop",))
@@ -665,7 +673,12 @@ def run_map_elites(
     summed over resumes (the curve against time: ``confidence_time.png``).
     """
     t_start = time.time() if t_start is None else t_start
-    resume = prepare_workdir(workdir, config, overwrite=overwrite)
+    # several processes: process 0 alone reads and writes the work directory
+    # (checkpoints excepted: orbax writes them with every process)
+    main = distributed.is_main()
+    resume = distributed.main_first(
+        prepare_workdir, workdir, config, overwrite=overwrite
+    )
     metrics_path = os.path.join(workdir, METRICS)
     wall_before = 0.0  # wall seconds of earlier sessions of a resumed run
     class_names = class_names or [str(i) for i in range(num_classes)]
@@ -695,13 +708,14 @@ def run_map_elites(
         restored = ckpt.restore_latest_good(state) if resume else None
         if restored is not None:
             latest, state = restored
-            rows = _read_metrics(metrics_path, latest)
-            _rewrite_metrics(metrics_path, rows)
+            rows = _read_metrics(metrics_path, latest) if main else []
+            if main:
+                _rewrite_metrics(metrics_path, rows)
             if rows and "wall_seconds" in rows[-1]:
                 wall_before = rows[-1]["wall_seconds"]
             log.info("resumed %s at generation %d", workdir, latest)
         else:
-            if os.path.exists(metrics_path):
+            if main and os.path.exists(metrics_path):
                 os.remove(metrics_path)
             ckpt.save(0, state)
         generation = int(np.max(state.generation))
@@ -715,7 +729,7 @@ def run_map_elites(
             1 if layout.mesh is None else layout.mesh.size,
             workdir,
         )
-        tb = EventWriter(os.path.join(workdir, TENSORBOARD))
+        tb = EventWriter(os.path.join(workdir, TENSORBOARD)) if main else None
         over_time = False
         t_loop = time.time()
         chunk_seconds = []  # compiled chunks, results on the host
@@ -725,7 +739,7 @@ def run_map_elites(
             n = min(log_every, num_generations - generation)
             t0 = time.perf_counter()
             state, m = run_chunk(state, params, n)
-            m = jax.device_get(m)
+            m = distributed.fetch(m)
             dt = time.perf_counter() - t0
             chunk_seconds.append(dt)
             rows = generation_rows(m, generation + 1, num_classes)
@@ -736,10 +750,14 @@ def run_map_elites(
             wall = wall_before + time.time() - t_start
             for r in rows:
                 r["wall_seconds"] = round(wall, 3)
-            _append_rows(metrics_path, rows)
-            tb.write(
-                [(r["generation"], tensorboard_scalars(r, class_names)) for r in rows]
-            )
+            if main:
+                _append_rows(metrics_path, rows)
+                tb.write(
+                    [
+                        (r["generation"], tensorboard_scalars(r, class_names))
+                        for r in rows
+                    ]
+                )
             log.info(
                 "gen %d/%d: elite conf min %.4f median %.4f max %.6f, >=0.99: %d, "
                 ">=0.9999: %d, QD-score %.3f, coverage %.3f (%.1f gen/s, %.0f "
@@ -757,6 +775,7 @@ def run_map_elites(
                 row["evaluations_per_second"],
             )
             over_time = max_minutes > 0 and wall >= 60.0 * max_minutes
+            over_time = distributed.broadcast_json(over_time)  # process 0's
             if (
                 generation % checkpoint_every == 0
                 or generation == num_generations
@@ -773,7 +792,10 @@ def run_map_elites(
         t_loop = (t_loop, time.time())
     if over_time:
         summary_extra = {**(summary_extra or {}), "stopped_by": "max_minutes"}
-    return _finish(
+    if distributed.is_multiprocess():  # a host copy, then process 0 writes
+        state = distributed.fetch(state)
+    return distributed.main_first(
+        _finish,
         state,
         workdir=workdir,
         config=config,
