@@ -49,7 +49,11 @@ KERAS = "cifar10-keras-one-pixel"
 TFLITE = "imagenet-mobilenet-tflite-coral"
 # model -> (weights file under $FOOLJAX_DATA, preprocess, mean file or None)
 DATA_WEIGHTS = {
-    "lenet": (f"{CAFFE}/lenet_iter_10000", "caffe_deploy", f"{CAFFE}/mnist_mean.binaryproto"),
+    "lenet": (
+        f"{CAFFE}/lenet_iter_10000",
+        "caffe_deploy",
+        f"{CAFFE}/mnist_mean.binaryproto",
+    ),
     "cifar_lenet": (f"{KERAS}/lenet.h5", None, None),
     "cifar_resnet32": (f"{KERAS}/resnet.h5", None, None),
     "cifar_resnet8": ("cifar10-resnet8-mlperf-tiny/pretrainedResnet.h5", None, None),
@@ -151,7 +155,9 @@ def tf_twin(name, params, path, mean_image):
             ]
         )
         for layer, key in zip(
-            [la for la in net.layers if la.weights], ["conv1", "conv2", "ip1", "ip2"]
+            [la for la in net.layers if la.weights],
+            ["conv1", "conv2", "ip1", "ip2"],
+            strict=True,
         ):
             layer.set_weights([p[key]["kernel"], p[key]["bias"]])
         m = np.asarray(mean_image, np.float32)
@@ -242,7 +248,10 @@ def bench_model(name, args):
             twin_err = float(np.abs(got - ours).max())
             fns["tf"] = twin
         best = time_forms(
-            {k: (lambda f: lambda _: f(x_np if f is twin else x))(f) for k, f in fns.items()},
+            {
+                k: (lambda f: lambda _: f(x_np if f is twin else x))(f)
+                for k, f in fns.items()
+            },
             x,
             args.rounds,
             args.min_seconds,
