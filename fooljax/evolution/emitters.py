@@ -12,6 +12,8 @@ counts sum to the population.
   (if the encoding has it) and the encoding's mutation: the paper's operator,
   today's ``map_elites.ask``. ``(Mutation(population),)`` is MAP-Elites as it
   was, bit for bit.
+- ``NeedyMutation(count)`` (``mutation_needy:N``): the same operator, each
+  parent the elite of a cell drawn with weight ``1 - p`` (``needy_cells``).
 - ``Gradient(count, steps, step_size, genes)``: from the elite of a target
   class (drawn with weight ``1 - p`` of its cell, so the cells furthest from
   certainty get most of the work), ``steps`` projected sign-gradient ascent
@@ -82,14 +84,25 @@ def needy_cells(key, archive, n: int):
     return jax.random.categorical(key, jnp.where(occupied, need, 0.0), shape=(n,))
 
 
-def mutation_offspring(key, archive, encoding: Encoding, n: int, generation):
+def mutation_offspring(
+    key, archive, encoding: Encoding, n: int, generation, needy: bool = False
+):
     """``n`` offspring of parents drawn uniformly from occupied cells (SBX with
     ``encoding.crossover_rate`` when the encoding has a crossover, then the
-    encoding's mutation); the operator of Nguyen et al. 2015."""
+    encoding's mutation); the operator of Nguyen et al. 2015. ``needy``:
+    parents drawn as ``needy_cells`` instead (an empty cell drawn: a uniform
+    occupied one)."""
     k_parent, k_mate, k_cross, k_var = jax.random.split(key, 4)
     occupied = archive.fitness > -jnp.inf
     logits = jnp.where(occupied, 0.0, -jnp.inf)
-    parents = jax.random.categorical(k_parent, logits, shape=(n,))
+    if needy:
+        cells = needy_cells(k_parent, archive, n)
+        uniform = jax.random.categorical(
+            jax.random.fold_in(k_parent, 1), logits, shape=(n,)
+        )
+        parents = jnp.where(occupied[cells], cells, uniform)
+    else:
+        parents = jax.random.categorical(k_parent, logits, shape=(n,))
     genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
     if encoding.crossover is not None and encoding.crossover_rate > 0:
         mates = jax.random.categorical(k_mate, logits, shape=(n,))
@@ -126,6 +139,34 @@ class Mutation:
     def emit(self, key, archive, ctx: Context) -> Emitted:
         return Emitted(
             mutation_offspring(key, archive, ctx.encoding, self.count, ctx.generation)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NeedyMutation:
+    """``mutation_needy:N``: the paper's variation, but each parent is the elite
+    of a cell drawn with weight ``1 - p`` (``needy_cells``), so the cells
+    furthest from certainty get most of the offspring (the uniform draw spends
+    most of a late generation on cells already at p ~ 1)."""
+
+    count: int
+
+    @property
+    def forwards(self) -> int:
+        return self.count
+
+    @property
+    def forward_backwards(self) -> int:
+        return 0
+
+    def num_extra(self) -> int:
+        return 0
+
+    def emit(self, key, archive, ctx: Context) -> Emitted:
+        return Emitted(
+            mutation_offspring(
+                key, archive, ctx.encoding, self.count, ctx.generation, needy=True
+            )
         )
 
 
@@ -486,7 +527,12 @@ class CMAME:
         )
 
 
-EMITTERS = {"mutation": Mutation, "gradient": Gradient, "cmame": CMAME}
+EMITTERS = {
+    "mutation": Mutation,
+    "mutation_needy": NeedyMutation,
+    "gradient": Gradient,
+    "cmame": CMAME,
+}
 
 
 def parse(

@@ -1,0 +1,43 @@
+"""The needy mutation emitter (``mutation_needy:N``): parents drawn with
+weight 1 - p of their cell, never from an empty cell."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fooljax.evolution import emitters as em
+from fooljax.evolution import map_elites as me
+from tests.tiny import direct_encoding
+
+K, SHAPE = 4, (8, 8, 1)
+
+
+def test_needy_mutation_breeds_the_least_certain_cell():
+    enc = direct_encoding()
+    # cell k's elite is the constant image 50 * k: its parent is readable back
+    genomes = jnp.broadcast_to((50.0 * jnp.arange(K))[:, None, None, None], (K, *SHAPE))
+    p = jnp.array([0.999999, 0.5, 0.999999, 0.999999])
+    archive = me.Archive(
+        genomes=genomes,
+        fitness=jnp.log(p).at[3].set(-jnp.inf),  # cell 3 empty
+        found_at=jnp.zeros((K,), jnp.int32),
+    )
+    ctx = em.Context(enc, None, None, 8, jnp.int32(1))
+    assert em.parse("mutation:6,mutation_needy:10", 16)[1] == em.NeedyMutation(10)
+    kids = jax.jit(lambda k: em.NeedyMutation(400).emit(k, archive, ctx))(
+        jax.random.key(0)
+    ).offspring
+    parents = np.round(np.asarray(kids).mean(axis=(1, 2, 3)) / 50.0).astype(int)
+    counts = np.bincount(parents, minlength=K)
+    # weights 1e-6 : 0.5 : 1e-6 : 1 (empty, redrawn uniformly among 0, 1, 2):
+    # expected 89, 222, 89, 0
+    assert counts[3] == 0
+    assert counts[1] > 0.45 * 400
+    assert 40 < counts[0] < 140 and 40 < counts[2] < 140
+    # the uniform emitter spreads its parents over the occupied cells
+    uni = em.Mutation(400).emit(jax.random.key(0), archive, ctx).offspring
+    u = np.bincount(
+        np.round(np.asarray(uni).mean(axis=(1, 2, 3)) / 50.0).astype(int),
+        minlength=K,
+    )
+    assert u[3] == 0 and u[1] < 0.45 * 400  # expected 133
