@@ -58,14 +58,15 @@ def _op_config(data_dir: str):
 
 
 def worker(nproc: int, pid: int, port: int, out: str, data_dir: str) -> None:
-    from fooljax.runs import distributed
+    # imported first, as an entry point does before run_main (evosax builds
+    # an array at import: initialize must cope with a started backend)
+    from fooljax.runs import distributed, fooling, one_pixel
 
     if nproc > 1:
         assert distributed.initialize(f"localhost:{port}", nproc, pid)
     import jax
 
     assert jax.process_count() == nproc and jax.device_count() == 4
-    from fooljax.runs import fooling, one_pixel
 
     wd = os.path.join(out, "me")
     if nproc > 1:  # interrupted after its first checkpoint, then resumed

@@ -132,6 +132,15 @@ def initialize(
     kw = settings(coordinator_address, num_processes, process_id, auto)
     if kw is None or jax.distributed.is_initialized():
         return False
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        # a module built a constant array at import (evosax does): drop that
+        # single-process client; such constants still work (they are copied
+        # where they are used), and every computation of the run comes after
+        from jax.extend import backend
+
+        backend.clear_backends()
     try:
         jax.distributed.initialize(**kw)
     except (ValueError, RuntimeError, TypeError) as e:
