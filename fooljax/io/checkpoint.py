@@ -28,6 +28,7 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from fooljax.errors import WeightsError, WorkdirError
 from fooljax.io import integrity
@@ -113,8 +114,6 @@ class Checkpointer:
         if jax.process_index() == 0:
             self._write_manifest(step)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices(f"fooljax checkpoint {step}")
 
     def _write_manifest(self, step: int) -> None:

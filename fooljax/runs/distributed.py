@@ -31,6 +31,10 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from absl import flags
+from jax._src import distributed as jax_distributed
+from jax._src import xla_bridge
+from jax.experimental import multihost_utils
+from jax.extend import backend
 
 from fooljax.errors import FooljaxError
 
@@ -132,14 +136,10 @@ def initialize(
     kw = settings(coordinator_address, num_processes, process_id, auto)
     if kw is None or jax.distributed.is_initialized():
         return False
-    from jax._src import xla_bridge
-
     if xla_bridge.backends_are_initialized():
         # a module built a constant array at import (evosax does): drop that
         # single-process client; such constants still work (they are copied
         # where they are used), and every computation of the run comes after
-        from jax.extend import backend
-
         backend.clear_backends()
     try:
         jax.distributed.initialize(**kw)
@@ -169,8 +169,6 @@ def is_main() -> bool:
 def _client():
     """JAX's distributed-runtime client (``None`` when ``jax.distributed`` was
     not started, e.g. a TPU pod run without it)."""
-    from jax._src import distributed as jax_distributed
-
     return jax_distributed.global_state.client
 
 
@@ -198,8 +196,6 @@ def exchange(data: bytes) -> list[bytes]:
 
 
 def _exchange_collective(data: bytes) -> list[bytes]:
-    from jax.experimental import multihost_utils
-
     sizes = multihost_utils.process_allgather(np.asarray(len(data), np.int32))
     cap = 1 << max(int(np.max(sizes)) - 1, 0).bit_length()  # few shapes
     buf = np.zeros(cap, np.uint8)
@@ -255,8 +251,6 @@ def fetch(tree):
             return np.asarray(jax.device_get(x))
         if x.is_fully_replicated:
             return np.asarray(x.addressable_data(0))
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
     return jax.tree_util.tree_map(one, tree)
