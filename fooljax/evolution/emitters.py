@@ -533,6 +533,7 @@ EMITTERS = {
     "gradient": Gradient,
     "cmame": CMAME,
 }
+_NAMES = {cls: name for name, cls in EMITTERS.items()}  # as --emitters spells them
 
 
 def parse(
@@ -656,6 +657,4 @@ def uses_gradients(emitters) -> bool:
 
 def describe(emitters) -> list[dict]:
     """The mix as JSON-able dicts (for summaries)."""
-    return [
-        {"emitter": type(e).__name__.lower(), **dataclasses.asdict(e)} for e in emitters
-    ]
+    return [{"emitter": _NAMES[type(e)], **dataclasses.asdict(e)} for e in emitters]

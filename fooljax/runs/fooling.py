@@ -106,7 +106,8 @@ class FoolingConfig:
         "mutation",
         "Offspring makers, counts summing to --population: 'mutation' (the "
         "paper's) or a mix, e.g. mutation:150,gradient:50 or "
-        "mutation:100,cmame:100 (CMA-ME improvement emitters, evosax).",
+        "mutation:100,cmame:100 (CMA-ME improvement emitters, evosax); "
+        "mutation_needy:N draws parents with weight 1 - p.",
     )
     gradient_steps: int = opt(
         3, "Gradient emitter: ascent steps on log p(class) per offspring."
