@@ -126,7 +126,10 @@ def _strategy_of(params: ESParams, population_size: int):
 
 
 # CMA-ES's init and tell draw nothing; evosax's signatures still take a key
-_UNUSED_KEY = jax.random.key(0)
+# (built when traced, not at import: an array at import starts the backend
+# before jax.distributed.initialize could run)
+def _unused_key():
+    return jax.random.key(0)
 
 
 def reflect(genotypes: jax.Array) -> jax.Array:
@@ -164,7 +167,7 @@ def init(population: jax.Array, fitness: jax.Array, params: ESParams) -> ESState
     share = fitness.reshape(s, p // s)
     starts = population.reshape(s, p // s, d)[jnp.arange(s), jnp.argmax(share, 1)]
     means = from_box(starts, params)
-    sstate = jax.vmap(alg.init, in_axes=(None, 0, None))(_UNUSED_KEY, means, eparams)
+    sstate = jax.vmap(alg.init, in_axes=(None, 0, None))(_unused_key(), means, eparams)
     i = jnp.argmax(fitness)
     return ESState(
         population=population,
@@ -196,7 +199,7 @@ def ask(key: jax.Array, state: ESState, params: ESParams):
     collapsed = _longest_axis_sigma(sstate) < params.restart_sigma  # [S]
     fresh_means = jax.random.uniform(key_restart, (s, d))
     fresh = jax.vmap(alg.init, in_axes=(None, 0, None))(
-        _UNUSED_KEY, fresh_means, eparams
+        _unused_key(), fresh_means, eparams
     )
     sstate = jax.tree_util.tree_map(
         lambda new, old: jnp.where(
@@ -231,7 +234,7 @@ def tell(
     alg, eparams = _strategy_of(params, p)
     s = params.num_strategies
     sstate, _ = jax.vmap(alg.tell, in_axes=(None, 0, 0, 0, None))(
-        _UNUSED_KEY,
+        _unused_key(),
         state.genotypes.reshape(s, p // s, d),
         -fitness.reshape(s, p // s),  # evosax minimises
         state.strategy_state,
