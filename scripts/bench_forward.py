@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fooljax import models
+from fooljax.io.caffe import load_binaryproto
 from fooljax.models.preprocess import make_preprocess
 
 DATA = os.environ.get("FOOLJAX_DATA", "")
@@ -87,8 +88,6 @@ def build(name: str, weights: str):
         rel, pre_name, mean_rel = DATA_WEIGHTS[name]
         path = os.path.join(DATA, rel)
         if mean_rel:
-            from fooljax.io.caffe import load_binaryproto
-
             mean = load_binaryproto(os.path.join(DATA, mean_rel))
         weights = path if os.path.exists(path) else "init"
         path = path if weights == path else None
@@ -214,8 +213,6 @@ def bench_model(name, args):
     spec, model, params, pre, path = build(name, args.weights)
     mean = None
     if name == "lenet" and path:
-        from fooljax.io.caffe import load_binaryproto
-
         mean = load_binaryproto(os.path.join(DATA, DATA_WEIGHTS["lenet"][2]))
     forms = fooljax_forms(model, pre, args.grouped_conv)
     twin, twin_kind = (None, "skipped (--tf=false)")
