@@ -39,7 +39,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -124,32 +124,7 @@ class Mutation:
     """The paper's variation: ``count`` mutated (and crossed) elites."""
 
     count: int
-
-    @property
-    def forwards(self) -> int:
-        return self.count
-
-    @property
-    def forward_backwards(self) -> int:
-        return 0
-
-    def num_extra(self) -> int:
-        return 0
-
-    def emit(self, key, archive, ctx: Context) -> Emitted:
-        return Emitted(
-            mutation_offspring(key, archive, ctx.encoding, self.count, ctx.generation)
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class NeedyMutation:
-    """``mutation_needy:N``: the paper's variation, but each parent is the elite
-    of a cell drawn with weight ``1 - p`` (``needy_cells``), so the cells
-    furthest from certainty get most of the offspring (the uniform draw spends
-    most of a late generation on cells already at p ~ 1)."""
-
-    count: int
+    needy: ClassVar[bool] = False  # parents drawn as ``needy_cells``
 
     @property
     def forwards(self) -> int:
@@ -165,9 +140,24 @@ class NeedyMutation:
     def emit(self, key, archive, ctx: Context) -> Emitted:
         return Emitted(
             mutation_offspring(
-                key, archive, ctx.encoding, self.count, ctx.generation, needy=True
+                key,
+                archive,
+                ctx.encoding,
+                self.count,
+                ctx.generation,
+                needy=self.needy,
             )
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class NeedyMutation(Mutation):
+    """``mutation_needy:N``: the paper's variation, but each parent is the elite
+    of a cell drawn with weight ``1 - p`` (``needy_cells``), so the cells
+    furthest from certainty get most of the offspring (the uniform draw spends
+    most of a late generation on cells already at p ~ 1)."""
+
+    needy: ClassVar[bool] = True
 
 
 # The continuous genes a gradient may move: (get, set, mask, low, high) for
