@@ -55,10 +55,17 @@ def param_shapes(spec: ModelSpec):
     start-up, tens of seconds for a big network)."""
     model = spec.build()
     shape = (1, *spec.input_shape)
-    # the key is made inside the trace too: an eager key is another compile
-    return jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros(shape, jnp.float32))
-    )
+    try:
+        # the key is made inside the trace too: an eager key is another compile
+        return jax.eval_shape(
+            lambda: model.init(jax.random.key(0), jnp.zeros(shape, jnp.float32))
+        )
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        # an init that runs host code on its key (MobileNet's NumPy init)
+        params = model.init(jax.random.key(0), jnp.zeros(shape, jnp.float32))
+        return jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params
+        )
 
 
 def load_params(spec: ModelSpec, weights: str):
