@@ -15,19 +15,16 @@ chunk compiles and is not timed. Last line JSON: ``generations_per_second``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import jax
 import numpy as np
+from _shared import CAFFE, print_result
 
 from fooljax.encodings import make_encoding
 from fooljax.evolution import map_elites as me
 from fooljax.runs.common import load_classifier
-
-DATA = os.environ.get("FOOLJAX_DATA", "../shared/data")
-CAFFE = os.path.join(DATA, "lenet-mnist-caffe-fooling")
 
 
 def main():
@@ -62,24 +59,15 @@ def main():
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
     conf = np.exp(np.asarray(state.archive.fitness))
-    print(
-        json.dumps(
-            {
-                "peer": "fooljax",
-                "forward": "fooljax",
-                "population": pop,
-                "eval_batch": args.eval_batch,
-                "generations": n * args.chunk,
-                "seconds": seconds,
-                "generations_per_second": n * args.chunk / seconds,
-                "first_chunk_seconds": compile_s,
-                "min_confidence": float(conf.min()),
-                "median_confidence": float(np.median(conf)),
-                "backend": jax.default_backend(),
-            },
-            sort_keys=True,
-        ),
-        flush=True,
+    print_result(
+        "fooljax",
+        n * args.chunk,
+        seconds,
+        conf,
+        forward="fooljax",
+        population=pop,
+        eval_batch=args.eval_batch,
+        first_chunk_seconds=compile_s,
     )
 
 

@@ -19,42 +19,17 @@ timed. Never run in CI. Last line JSON: ``generations_per_second``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _shared import CAFFE, NUM_CLASSES, plain_lenet, print_result
 from ribs.archives import GridArchive
 
 from fooljax.io.caffe import load_binaryproto
 from fooljax.runs.common import load_classifier
-
-DATA = os.environ.get("FOOLJAX_DATA", "../shared/data")
-CAFFE = os.path.join(DATA, "lenet-mnist-caffe-fooling")
-NUM_CLASSES = 10
-DN = ("NHWC", "HWIO", "NHWC")
-
-
-def plain_lenet(params, x):
-    """Caffe LeNet on network input ``x [B, 28, 28, 1]`` (as the QDax script)."""
-    p = params["params"]
-
-    def conv(x, layer):
-        y = jax.lax.conv_general_dilated(
-            x, p[layer]["kernel"], (1, 1), "VALID", dimension_numbers=DN
-        )
-        return y + p[layer]["bias"]
-
-    def pool(x):
-        b, h, w, c = x.shape
-        return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-    x = pool(conv(pool(conv(x, "conv1")), "conv2"))
-    x = x.reshape(x.shape[0], -1) @ p["ip1"]["kernel"] + p["ip1"]["bias"]
-    x = jax.nn.relu(x)
-    return x @ p["ip2"]["kernel"] + p["ip2"]["bias"]
 
 
 def polynomial_mutation(rng, x, rate, eta, lo=0.0, hi=255.0):
@@ -127,23 +102,14 @@ def main():
         generation()
     seconds = time.perf_counter() - t0
     conf = np.exp(archive.data("objective"))
-    print(
-        json.dumps(
-            {
-                "peer": "pyribs",
-                "forward": args.forward,
-                "population": pop,
-                "generations": args.generations,
-                "seconds": seconds,
-                "generations_per_second": args.generations / seconds,
-                "num_elites": len(archive),
-                "min_confidence": float(conf.min()),
-                "median_confidence": float(np.median(conf)),
-                "backend": jax.default_backend(),
-            },
-            sort_keys=True,
-        ),
-        flush=True,
+    print_result(
+        "pyribs",
+        args.generations,
+        seconds,
+        conf,
+        forward=args.forward,
+        population=pop,
+        num_elites=len(archive),
     )
 
 

@@ -21,44 +21,18 @@ CI. Last line JSON: ``generations_per_second``, ``seconds``, the archive.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _shared import CAFFE, NUM_CLASSES, plain_lenet, print_result
 from qdax.core.containers.mapelites_repertoire import MapElitesRepertoire
 from qdax.core.emitters.mutation_operators import polynomial_mutation
 
 from fooljax.io.caffe import load_binaryproto
 from fooljax.runs.common import load_classifier
-
-DATA = os.environ.get("FOOLJAX_DATA", "../shared/data")
-CAFFE = os.path.join(DATA, "lenet-mnist-caffe-fooling")
-NUM_CLASSES = 10
-DN = ("NHWC", "HWIO", "NHWC")
-
-
-def plain_lenet(params, x):
-    """Caffe LeNet on network input ``x [B, 28, 28, 1]``: conv, pool, conv,
-    pool, ip1 + ReLU, ip2 (lax convolutions, NHWC; pools as reshape + max)."""
-    p = params["params"]
-
-    def conv(x, layer):
-        y = jax.lax.conv_general_dilated(
-            x, p[layer]["kernel"], (1, 1), "VALID", dimension_numbers=DN
-        )
-        return y + p[layer]["bias"]
-
-    def pool(x):
-        b, h, w, c = x.shape
-        return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-    x = pool(conv(pool(conv(x, "conv1")), "conv2"))
-    x = x.reshape(x.shape[0], -1) @ p["ip1"]["kernel"] + p["ip1"]["bias"]
-    x = jax.nn.relu(x)
-    return x @ p["ip2"]["kernel"] + p["ip2"]["bias"]
 
 
 def make_log_probs(forward: str):
@@ -134,24 +108,15 @@ def main():
     jax.block_until_ready(rep)
     seconds = time.perf_counter() - t0
     conf = np.exp(np.asarray(rep.fitnesses).ravel())
-    print(
-        json.dumps(
-            {
-                "peer": "qdax",
-                "forward": args.forward,
-                "forward_max_abs_diff_vs_fooljax": diff,
-                "population": pop,
-                "generations": n * args.chunk,
-                "seconds": seconds,
-                "generations_per_second": n * args.chunk / seconds,
-                "first_chunk_seconds": compile_s,
-                "min_confidence": float(conf.min()),
-                "median_confidence": float(np.median(conf)),
-                "backend": jax.default_backend(),
-            },
-            sort_keys=True,
-        ),
-        flush=True,
+    print_result(
+        "qdax",
+        n * args.chunk,
+        seconds,
+        conf,
+        forward=args.forward,
+        forward_max_abs_diff_vs_fooljax=diff,
+        population=pop,
+        first_chunk_seconds=compile_s,
     )
 
 
