@@ -41,3 +41,33 @@ def test_needy_mutation_breeds_the_least_certain_cell():
         minlength=K,
     )
     assert u[3] == 0 and u[1] < 0.45 * 400  # expected 133
+
+
+def test_gradient_any_starts_from_any_elite_gradient_from_the_target():
+    """``gradient_any``: the target is drawn as ``needy_cells`` but the start is
+    a uniformly drawn elite; ``gradient`` starts from the target's own elite."""
+    enc = direct_encoding()
+    genomes = jnp.broadcast_to((50.0 * jnp.arange(K))[:, None, None, None], (K, *SHAPE))
+    p = jnp.array([0.999999, 0.5, 0.999999, 0.999999])
+    archive = me.Archive(
+        genomes=genomes, fitness=jnp.log(p), found_at=jnp.zeros((K,), jnp.int32)
+    )
+    w = jnp.zeros((64, K))  # a flat classifier: zero gradient, offspring = parent
+
+    def log_probs_fn(params, x):
+        return jax.nn.log_softmax(x.reshape(x.shape[0], -1) @ params)
+
+    ctx = em.Context(enc, log_probs_fn, w, 8, jnp.int32(1))
+    assert em.parse("mutation:6,gradient_any:10", 16, steps=2)[1] == em.GradientAny(
+        10, steps=2
+    )
+
+    def parents(emitter):
+        out = jax.jit(lambda k: emitter.emit(k, archive, ctx))(jax.random.key(0))
+        mean = np.asarray(out.offspring).mean(axis=(1, 2, 3))
+        return np.bincount(np.round(mean / 50.0).astype(int), minlength=K)
+
+    own = parents(em.Gradient(400, steps=1))
+    anyp = parents(em.GradientAny(400, steps=1))
+    assert own[1] > 0.9 * 400  # the needy cell's own elite, nearly always
+    assert np.all(anyp > 60) and anyp[1] < 0.45 * 400  # uniform: expected 100 each

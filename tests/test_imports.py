@@ -47,6 +47,10 @@ LAZY_OK = {
     "tensorflow_datasets",
     "tf_keras",
     "art",
+    # matplotlib: pictures only, imported on a background thread while a run's
+    # first chunk computes (runs.pictures.preload); evosax: CMA-ES users only
+    "matplotlib",
+    "evosax",
 }
 
 

@@ -44,11 +44,11 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from evosax.algorithms import CMA_ES, Sep_CMA_ES
 
 from fooljax.encodings import cppn, direct
 from fooljax.encodings.base import Encoding
 from fooljax.errors import InputError
+from fooljax.evolution import es as es_lib
 
 
 class Context(NamedTuple):
@@ -253,6 +253,9 @@ class Gradient:
     steps: int = 3
     step_size: float = 0.02  # largest step, a fraction of the genes' range
     genes: str = "direct"  # a key of GENES
+    # False: start from the target cell's own elite; True (``gradient_any``):
+    # from a uniformly drawn elite (another basin than the target's elite)
+    any_parent: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.genes not in GENES:
@@ -280,10 +283,11 @@ class Gradient:
         n = self.count
         k_target, k_parent, k_step = jax.random.split(key, 3)
         targets = needy_cells(k_target, archive, n)
-        parents = jnp.where(
-            archive.fitness[targets] > -jnp.inf,
-            targets,
-            select_parents(k_parent, archive, n),
+        uniform = select_parents(k_parent, archive, n)
+        parents = (
+            uniform
+            if self.any_parent
+            else jnp.where(archive.fitness[targets] > -jnp.inf, targets, uniform)
         )
         genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
         x0 = jax.vmap(genes.get)(genomes)
@@ -316,7 +320,16 @@ class Gradient:
         return Emitted(offspring, extra, lps.reshape(k * n, lps.shape[-1]))
 
 
-STRATEGIES = {"sep_cma_es": Sep_CMA_ES, "cma_es": CMA_ES}
+@dataclasses.dataclass(frozen=True)
+class GradientAny(Gradient):
+    """``gradient_any:N``: ``Gradient``'s steps toward a needy target class, but
+    from a uniformly drawn elite, so the ascent can leave the basin the
+    target's own elite is stuck in."""
+
+    any_parent: ClassVar[bool] = True
+
+
+STRATEGIES = es_lib.STRATEGIES
 
 
 @functools.lru_cache(maxsize=64)
@@ -326,7 +339,7 @@ def _strategy(name: str, batch: int, shape: tuple, genes: str):
     own jitted ask/tell cached, and its params are constants, not ops
     re-traced (or run eagerly) each generation."""
     with jax.ensure_compile_time_eval():
-        es = STRATEGIES[name](batch, jnp.zeros(shape, jnp.float32))
+        es = es_lib.strategy_class(name)(batch, jnp.zeros(shape, jnp.float32))
         params = jax.tree_util.tree_map(np.asarray, es.default_params)
     return es, params
 
@@ -521,6 +534,7 @@ EMITTERS = {
     "mutation": Mutation,
     "mutation_needy": NeedyMutation,
     "gradient": Gradient,
+    "gradient_any": GradientAny,
     "cmame": CMAME,
 }
 _NAMES = {cls: name for name, cls in EMITTERS.items()}  # as --emitters spells them
@@ -553,9 +567,11 @@ def parse(
                 ) from None
         if n < 1:
             raise InputError(f"emitter '{p}' needs a count >= 1")
-        opts = {"gradient": gradient_options, "cmame": cmame_options or {}}.get(
-            name, {}
-        )
+        opts = {
+            "gradient": gradient_options,
+            "gradient_any": gradient_options,
+            "cmame": cmame_options or {},
+        }.get(name, {})
         out.append(EMITTERS[name](n, **opts))
     check(tuple(out), population)
     return tuple(out)

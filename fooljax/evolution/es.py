@@ -47,14 +47,22 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from evosax.algorithms import CMA_ES, Sep_CMA_ES
 from flax import struct
 
 from fooljax.checks import check_finite
 from fooljax.errors import InputError
 from fooljax.evolution import de
 
-STRATEGIES = {"cma_es": CMA_ES, "sep_cma_es": Sep_CMA_ES}
+# evosax class per strategy name; evosax is imported on first use (0.3 s of
+# start-up that a run without an evosax strategy does not pay)
+STRATEGIES = {"cma_es": "CMA_ES", "sep_cma_es": "Sep_CMA_ES"}
+
+
+def strategy_class(name: str):
+    """The evosax strategy class called ``name`` (a key of ``STRATEGIES``)."""
+    from evosax import algorithms
+
+    return getattr(algorithms, STRATEGIES[name])
 
 
 @struct.dataclass
@@ -115,7 +123,7 @@ def strategy(name: str, population_size: int, num_dims: int):
     eagerly even when first asked for inside a trace: its constructor keeps
     arrays on the object, which must not be tracers."""
     with jax.ensure_compile_time_eval():
-        return STRATEGIES[name](population_size, np.zeros(num_dims, np.float32))
+        return strategy_class(name)(population_size, np.zeros(num_dims, np.float32))
 
 
 def _strategy_of(params: ESParams, population_size: int):

@@ -250,7 +250,7 @@ def _pictures(wd, cfg, shown, clf, eps, z, x, y) -> None:
     """``z [E, P, K]``: the logits of the panel images."""
     names = clf.class_names or tuple(str(i) for i in range(clf.num_classes))
     panels = list(cfg.panels)
-    plt = pictures.plt
+    plt = pictures.pyplot()
     fig, axes = plt.subplots(
         1, len(panels), figsize=(3.4 * len(panels) + 1.6, 3.4), squeeze=False
     )

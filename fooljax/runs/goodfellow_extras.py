@@ -46,7 +46,7 @@ from fooljax.runs.cli import family_main
 from fooljax.runs.common import Workdir, parse_model_list, predict, zoo
 from fooljax.runs.pictures import (
     plot_lines,
-    plt,
+    pyplot,
     save_figure,
     save_grid_png,
     save_heatmap,
@@ -690,7 +690,7 @@ def _linear_figure(path, cfg, x, y, trained, adv_images, results, num_shown=6):
     shown = np.concatenate([np.flatnonzero(y == c)[: num_shown // 2] for c in (0, 1)])
     names = list(trained)
     ncols = 2 + num_shown
-    fig, axes = plt.subplots(
+    fig, axes = pyplot().subplots(
         len(names) + 1, ncols, figsize=(1.35 * ncols, 1.55 * (len(names) + 1))
     )
     for ax in axes.ravel():

@@ -477,7 +477,7 @@ def _bar_chart(
     """Grouped bars: one group per label, one bar per ``groups`` entry
     (values in [0, 1], shown in %); ``annotate`` writes each bar's value and
     scales the axis to the data (for small values)."""
-    plt = pictures.plt
+    plt = pictures.pyplot()
     n, m = len(labels), len(groups)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.22 * n * m + 1.5), 4))
     width = 0.8 / m
@@ -536,7 +536,7 @@ def per_class(cfg, open_workdir) -> dict:
             "sorted_confidence": np.sort(conf)[::-1].tolist(),
         }
     wd = open_workdir()
-    plt = pictures.plt
+    plt = pictures.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     colours = {"cppn": "tab:blue", "direct": "tab:orange"}
     for enc, r in out.items():

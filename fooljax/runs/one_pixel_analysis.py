@@ -39,7 +39,7 @@ from fooljax.errors import FooljaxError
 from fooljax.runs import config
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import Workdir, load_artifact, predict
-from fooljax.runs.pictures import plt, save_figure
+from fooljax.runs.pictures import pyplot, save_figure
 
 log = logging.getLogger("fooljax")
 FLAGS = flags.FLAGS
@@ -235,7 +235,7 @@ def analyse(cfg: OnePixelAnalysisConfig, workdir: str, *, overwrite=False) -> di
 
 def _plot_heatmaps(path: str, out: dict) -> None:
     n = len(out)
-    fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 5.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, n, figsize=(6.4 * n, 5.6), squeeze=False)
     for ax, r in zip(axes[0], out.values(), strict=True):
         frac = np.array(
             [[np.nan if v is None else v for v in row] for row in r["success_matrix"]]
@@ -274,7 +274,7 @@ def _plot_heatmaps(path: str, out: dict) -> None:
 
 
 def _plot_histograms(path: str, out: dict) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     n = len(out)
     width = 0.8 / max(n, 1)
     for i, r in enumerate(out.values()):
@@ -649,7 +649,7 @@ def _plot_compare(
     order = sorted(
         methods, key=lambda m: (not m.startswith("one_pixel"), m != "lsa", m)
     )
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (a1, a2) = pyplot().subplots(1, 2, figsize=(12, 4.6))
     n = len(model_names)
     width = 0.8 / max(n, 1)
     xs = np.arange(len(order))

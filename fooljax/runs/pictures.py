@@ -6,22 +6,45 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
-import matplotlib
 import numpy as np
 
-if "ipykernel" not in sys.modules:  # a notebook keeps its inline backend
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+
+def pyplot():
+    """pyplot, imported on first use (Agg, except in a notebook, which keeps its
+    inline backend): matplotlib is 0.4 s of start-up that a run need not wait
+    for (see ``preload``)."""
+    import matplotlib
+
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def save_figure(fig, path: str, dpi: int = 100) -> None:
-    """Lays out and writes a matplotlib figure atomically (a temporary name,
-    then ``os.replace``), and closes it."""
-    fig.tight_layout()
+def preload() -> threading.Thread:
+    """Imports matplotlib on a background thread, to call when a long compiled
+    step has just been dispatched (XLA releases the GIL while it computes), so
+    the pictures at the end do not wait for the import."""
+    t = threading.Thread(target=pyplot, daemon=True)
+    t.start()
+    return t
+
+
+def save_figure(fig, path: str, dpi: int = 100, margins: dict | None = None) -> None:
+    """Lays out (``tight_layout``, or fixed ``margins`` for ``subplots_adjust``:
+    one drawing fewer) and writes a matplotlib figure atomically (a temporary
+    name, then ``os.replace``), and closes it."""
+    if margins:
+        fig.subplots_adjust(**margins)
+    else:
+        fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
 
 
@@ -31,7 +54,7 @@ def save_grid_png(path: str, images, *, ncols: int, titles=None, row_labels=None
     images = np.asarray(images)
     n = len(images)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.5 * nrows))
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=(1.3 * ncols, 1.5 * nrows))
     axes = np.atleast_1d(axes).ravel()
     for i, ax in enumerate(axes):
         ax.axis("off")
@@ -67,13 +90,14 @@ def plot_lines(
     title: str = "",
     references: dict | None = None,
     marker: str | None = "o",
+    margins: dict | None = None,
 ):
     """``lines: {name: (xs, ys)}`` as one line plot (``marker=None`` for long
     curves; past 10 lines, where the colours repeat, the lines are dashed);
     ``references: {label: (x, y)}`` (the paper's values) as starred points
     with a dotted horizontal guide, or, with ``x=None``, the guide alone,
     labelled on the right axis."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.8))
     for i, (name, (xs, ys)) in enumerate(lines.items()):
         ax.plot(xs, ys, marker=marker, ls="-" if i < 10 else "--", label=name)
     guides = {}
@@ -92,13 +116,13 @@ def plot_lines(
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=1 if len(lines) <= 10 else 2)
-    save_figure(fig, path)
+    save_figure(fig, path, margins=margins)
 
 
 def save_heatmap(path: str, values, *, rows, cols, title: str = "", fmt="{:.2f}"):
     """``values [len(rows), len(cols)]`` in [0, 1] as an annotated heat map."""
     values = np.asarray(values, float)
-    fig, ax = plt.subplots(
+    fig, ax = pyplot().subplots(
         figsize=(1.6 + 1.3 * len(cols), 1.2 + 0.5 * len(rows)), squeeze=True
     )
     im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
