@@ -65,6 +65,14 @@ def main():
     ap.add_argument("--mutation_rate", type=float, default=0.1)
     ap.add_argument("--eta", type=float, default=15.0)
     ap.add_argument("--forward", default="plain", choices=["plain", "fooljax"])
+    ap.add_argument(
+        "--offer",
+        default="tiled",
+        choices=["tiled", "best"],
+        help="tiled: every child to every cell through add (QDax's API as "
+        "documented); best: each class's best child only (the same archive, "
+        "2,000 -> 10 rows scattered)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     log_probs, params, diff = make_log_probs(args.forward)
@@ -75,6 +83,11 @@ def main():
 
     def offer(repertoire, genomes, params):
         lp = log_probs(params, genomes)  # [pop, K]
+        if args.offer == "best":  # each class's best child only: same archive
+            best = jnp.argmax(lp, axis=0)  # [K]
+            return repertoire.add(
+                genomes[best], centroids, lp[best, jnp.arange(NUM_CLASSES)]
+            )
         tiled = jnp.tile(genomes, (NUM_CLASSES, 1))  # [K * pop, 784]
         return repertoire.add(tiled, descriptors, lp.T.reshape(-1))
 
@@ -114,6 +127,7 @@ def main():
         seconds,
         conf,
         forward=args.forward,
+        offer=args.offer,
         forward_max_abs_diff_vs_fooljax=diff,
         population=pop,
         first_chunk_seconds=compile_s,
