@@ -95,9 +95,20 @@ def main():
     ap.add_argument(
         "--repeats", type=int, default=2, help="1: time the first (cold) call only"
     )
+    ap.add_argument(
+        "--split_devices",
+        default="false",
+        choices=["true", "false"],
+        help="split fooljax's model calls over every local device "
+        "(models.split_batch); on a CPU with XLA_FLAGS="
+        "--xla_force_host_platform_device_count=2, both cores run a share",
+    )
     args = ap.parse_args()
 
     clf = models.load_classifier(args.model, args.weights)
+    if args.split_devices == "true":
+        clf = clf._replace(logits_fn=models.split_batch(clf.logits_fn))
+        print(f"fooljax's model calls split over {jax.local_device_count()} devices")
     if args.interleave_classes:
         sel_cfg = OnePixelRunConfig(
             model=args.model,

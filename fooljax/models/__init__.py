@@ -45,6 +45,7 @@ from fooljax.models.registry import (
     register,
     register_family,
 )
+from fooljax.models.split import split_batch
 
 __all__ = [
     "Classifier",
@@ -68,6 +69,7 @@ __all__ = [
     "load_params_npz",
     "load_pretrained",
     "mlp",
+    "split_batch",
     "mobilenet",
     "model_names",
     "pretrained_metadata",
