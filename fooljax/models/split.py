@@ -4,7 +4,7 @@ XLA:CPU keeps both cores of this machine only partly busy on small
 convolutions (ResNet-32 on CIFAR: 543-567 images/s on one device). With the
 host split into devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``)
 and each call's batch split between them, every core runs its own share:
-735-763 images/s, more than TensorFlow's 633 on the same CPU. On a GPU or TPU
+724-805 images/s, TensorFlow's being 575-633 on the same CPU. On a GPU or TPU
 host the same call splits a batch over its chips.
 """
 

@@ -838,8 +838,11 @@ def phase_seconds(t_start, t_loop, chunk_seconds, now) -> dict:
     """Where this session's wall time went: ``start_up`` (process start or
     ``run``'s call to the first chunk: imports, model, compilation, restore),
     ``generations`` (the compiled chunks, metrics on the host; the first also
-    loads or compiles its program: ``first_chunk`` vs ``chunk_median``),
-    ``between_chunks`` (metrics rows, events, checkpoints), ``finishing``
+    loads or compiles its program: ``first_chunk`` vs ``chunk_median``; a
+    chunk's time includes the previous chunk's rows, events and log line,
+    written while it computes, and the first chunk's the matplotlib import on
+    a thread), ``between_chunks`` (checkpoints, and the rows written before
+    them), ``finishing``
     (pictures, artifact, summary) and ``outside_generations_fraction``."""
     (t0, t1), gen = t_loop, float(sum(chunk_seconds))
     wall = now - t_start
@@ -943,15 +946,6 @@ def _append_rows(path: str, rows: list[dict]) -> None:
 # guide labels on the right): tight_layout would draw each once more
 _MARGINS = dict(left=0.11, right=0.97, bottom=0.13, top=0.88)
 _MARGINS_GUIDES = dict(left=0.11, right=0.86, bottom=0.13, top=0.86)
-
-
-def _plotted(rows: list[dict], most: int = 400) -> list[dict]:
-    """Every ``k``-th metrics row and the last, at most ~``most`` of them: what a
-    curve 550 pixels wide can show. The plotted series (elite min/median/max,
-    nines per class, QD-score, coverage, wall time) never decrease, so nothing
-    visible is lost; a 1000-row curve drew in 2-3x the time."""
-    k = -(-len(rows) // most)
-    return rows if k <= 1 else rows[::k] + ([rows[-1]] if (len(rows) - 1) % k else [])
 
 
 def _plot_qd(workdir: str, rows: list[dict], class_names, num_runs: int) -> None:
@@ -1155,7 +1149,7 @@ def _finish(
         )
     if k_all > max_grid:
         _write_archive_page(workdir, class_names, conf, found_all[0])
-    rows = _plotted(_read_metrics(os.path.join(workdir, METRICS)))
+    rows = _read_metrics(os.path.join(workdir, METRICS))
     if rows:
         gens = [r["generation"] for r in rows]
         imageio.save_curves(
