@@ -3,6 +3,7 @@
   python scripts/bench_forward.py --model=all --json=forward.json
   python scripts/bench_forward.py --model=lenet,cifar_resnet32 --batch=50,200
   python scripts/bench_forward.py --model=mobilenet_v2 --batch=64 --weights=FILE
+  python scripts/bench_forward.py --model=all --split_devices=2   # + split column
 
 For every model and batch size, three forms of the same network, timed in
 interleaved rounds (so a loaded machine slows them alike):
@@ -16,7 +17,14 @@ interleaved rounds (so a loaded machine slows them alike):
   original Keras ``.h5`` for the CIFAR nets, a Keras twin of the Caffe LeNet
   built from its weights, the ``.tflite`` file in TFLite's interpreter for the
   MobileNets: int8 kernels, not the same arithmetic), run eagerly-compiled by
-  ``tf.function(jit_compile=False)``; checked against fooljax's output first.
+  ``tf.function(jit_compile=False)``; checked against fooljax's output first;
+- ``tf_f32`` (MobileNets only): Keras's own float32 MobileNet of the same
+  architecture (``tf_keras.applications``, random weights: throughput only),
+  the float arithmetic fooljax runs;
+- ``split`` (with ``--split_devices=N``, N > 1): the fast form wrapped in
+  ``models.split_batch``, each call's batch split over N host devices
+  (``XLA_FLAGS=--xla_force_host_platform_device_count=N``, set by this script
+  before JAX starts); batches that N does not divide are padded.
 
 Weights: the real files under ``$FOOLJAX_DATA`` where the model has one (and
 ``--weights=data``, the default), random (``init``) otherwise; throughput does
@@ -36,13 +44,35 @@ import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-from fooljax import models
-from fooljax.io.caffe import load_binaryproto
-from fooljax.models.preprocess import make_preprocess
+def _force_host_devices(argv) -> int:
+    """``--split_devices=N`` must act before JAX starts: the host is split into
+    N devices through ``XLA_FLAGS``."""
+    n = 0
+    for a in argv:
+        if a.startswith("--split_devices="):
+            try:
+                n = int(a.split("=", 1)[1])
+            except ValueError:
+                sys.exit(f"--split_devices must be an integer, got {a!r}")
+    if n > 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={n}".strip()
+        )
+    return n
+
+
+if __name__ == "__main__":
+    _force_host_devices(sys.argv[1:])
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fooljax import models  # noqa: E402
+from fooljax.io.caffe import load_binaryproto  # noqa: E402
+from fooljax.models.preprocess import make_preprocess  # noqa: E402
 
 DATA = os.environ.get("FOOLJAX_DATA", "")
 CAFFE = "lenet-mnist-caffe-fooling"
@@ -102,9 +132,10 @@ def build(name: str, weights: str):
     return spec, spec.build(), params, pre, path
 
 
-def fooljax_forms(model, pre, grouped_conv=False):
-    """``{"plain": f, "fast": f}`` (``fast`` is None when the model has no
-    ``conv_impl`` field: nothing to choose)."""
+def fooljax_forms(model, pre, grouped_conv=False, split=False):
+    """``{"plain": f, "fast": f[, "split": f]}`` (``fast`` is None when the
+    model has no ``conv_impl`` field: nothing to choose; ``split``: the fast
+    form's batch split over the local devices)."""
     fields = getattr(model, "__dataclass_fields__", {})
     if grouped_conv:
         model = model.clone(use_grouped_conv=True)
@@ -115,6 +146,11 @@ def fooljax_forms(model, pre, grouped_conv=False):
 
     forms = {"plain": apply_fn(plain)}
     forms["fast"] = apply_fn(model) if "conv_impl" in fields else None
+    if split:
+        m = model if "conv_impl" in fields else plain
+        forms["split"] = jax.jit(
+            models.split_batch(lambda p, x: m.apply(p, pre(x)))
+        )
     return forms
 
 
@@ -171,6 +207,35 @@ def tf_twin(name, params, path, mean_image):
     return None, "no TensorFlow twin"
 
 
+# Keras applications of the same architecture as the MobileNet .tflite graphs
+KERAS_APPS = {
+    "mobilenet_v2": ("MobileNetV2", 1.0),
+    "mobilenet_v1_025": ("MobileNet", 0.25),
+}
+
+
+def tf_float_twin(name, input_shape):
+    """Keras's float32 network of ``name``'s architecture (random weights),
+    ``f(images) -> probs``; ``None`` where there is none or no TF."""
+    if name not in KERAS_APPS:
+        return None
+    try:
+        import tensorflow as tf
+        import tf_keras
+    except ImportError:
+        return None
+    app, alpha = KERAS_APPS[name]
+    net = getattr(tf_keras.applications, app)(
+        weights=None, input_shape=tuple(input_shape), alpha=alpha, classes=1000
+    )
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def probs(x):
+        return net(x * 2.0 - 1.0, training=False)
+
+    return lambda x: probs(tf.constant(x)).numpy()
+
+
 def _tflite(tf, path):
     """The .tflite graph has a fixed batch of 1 (a reshape to [1, classes]):
     one invoke per image, as TFLite runs it; dequantized probabilities, the
@@ -214,10 +279,18 @@ def bench_model(name, args):
     mean = None
     if name == "lenet" and path:
         mean = load_binaryproto(os.path.join(DATA, DATA_WEIGHTS["lenet"][2]))
-    forms = fooljax_forms(model, pre, args.grouped_conv)
+    split = args.split_devices > 1
+    if split and jax.local_device_count() < args.split_devices:
+        sys.exit(
+            f"--split_devices={args.split_devices} but JAX sees "
+            f"{jax.local_device_count()} devices (XLA_FLAGS set too late?)"
+        )
+    forms = fooljax_forms(model, pre, args.grouped_conv, split)
     twin, twin_kind = (None, "skipped (--tf=false)")
+    twin_f32 = None
     if args.tf == "true":
         twin, twin_kind = tf_twin(name, params, path, mean)
+        twin_f32 = tf_float_twin(name, spec.input_shape)
     h, w, c = spec.input_shape
     if args.size:
         h = w = args.size
@@ -235,8 +308,10 @@ def bench_model(name, args):
             fns[k] = (lambda f: lambda x: f(params, x).block_until_ready())(f)
             if k == "plain":
                 plain_out = np.asarray(ref)
-            else:
+            elif k == "fast":
                 fast_err = float(np.abs(np.asarray(ref) - plain_out).max())
+            else:
+                split_err = float(np.abs(np.asarray(ref) - plain_out).max())
         twin_err = None
         if twin is not None:
             try:
@@ -249,9 +324,12 @@ def bench_model(name, args):
                 ours = np.asarray(jax.nn.softmax(plain_out, -1))
             twin_err = float(np.abs(got - ours).max())
             fns["tf"] = twin
+        if twin_f32 is not None and (h, w, c) == tuple(spec.input_shape):
+            twin_f32(x_np)  # traces
+            fns["tf_f32"] = twin_f32
         best = time_forms(
             {
-                k: (lambda f: lambda _: f(x_np if f is twin else x))(f)
+                k: (lambda f: lambda _: f(x_np if f in (twin, twin_f32) else x))(f)
                 for k, f in fns.items()
             },
             x,
@@ -274,7 +352,17 @@ def bench_model(name, args):
                 fast_compile_s=round(compile_s["fast"], 2),
                 fast_max_abs_diff=fast_err,
             )
-        ours = best.get("fast", best["plain"])
+        if "split" in best:
+            row.update(
+                split_devices=args.split_devices,
+                split_images_per_s=round(best["split"][0], 1),
+                split_images_per_cpu_s=round(best["split"][1], 1),
+                split_compile_s=round(compile_s["split"], 2),
+                split_max_abs_diff=split_err,
+            )
+        ours = list(best.get("fast", best["plain"]))
+        if "split" in best:  # the best form fooljax offers for this batch
+            ours = [max(ours[0], best["split"][0]), max(ours[1], best["split"][1])]
         row["tf_twin"] = twin_kind
         if "tf" in best:
             row.update(
@@ -282,11 +370,22 @@ def bench_model(name, args):
                 tf_images_per_cpu_s=round(best["tf"][1], 1),
                 tf_max_abs_diff=twin_err,
             )
-        peak = max(best["plain"][0], best.get("tf", [0.0])[0])
-        peak_cpu = max(best["plain"][1], best.get("tf", [0.0, 0.0])[1])
-        # acceptance 5: fooljax (fast form) over the best of XLA and TF
+        if "tf_f32" in best:
+            row.update(
+                tf_f32_images_per_s=round(best["tf_f32"][0], 1),
+                tf_f32_images_per_cpu_s=round(best["tf_f32"][1], 1),
+            )
+        peak = max(b[0] for k, b in best.items() if k in ("plain", "tf", "tf_f32"))
+        peak_cpu = max(
+            b[1] for k, b in best.items() if k in ("plain", "tf", "tf_f32")
+        )
+        # acceptance 5: fooljax (best of fast and split) over the best of
+        # plain XLA and TF
         row["ratio_vs_best"] = round(ours[0] / peak, 3)
         row["ratio_vs_best_cpu"] = round(ours[1] / peak_cpu, 3)
+        if "tf_f32" in best:  # the .tflite twin is int8: vs float arithmetic only
+            peak_f32 = max(best["plain"][0], best["tf_f32"][0])
+            row["ratio_vs_best_float"] = round(ours[0] / peak_f32, 3)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -297,15 +396,17 @@ def markdown(rows) -> str:
         return "–" if v is None else f"{v:,.0f}"
 
     out = [
-        "| model | batch | plain img/s | fast img/s | TF img/s | fast / best | "
-        "(per CPU-s) | TF twin |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| model | batch | plain img/s | fast img/s | split img/s | TF img/s | "
+        "TF f32 img/s | ours / best | (per CPU-s) | (vs f32) | TF twin |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         out.append(
             f"| {r['model']} | {r['batch']} | {f(r['plain_images_per_s'])} | "
-            f"{f(r.get('fast_images_per_s'))} | {f(r.get('tf_images_per_s'))} | "
-            f"{r['ratio_vs_best']:.2f} | {r['ratio_vs_best_cpu']:.2f} | {r['tf_twin']} |"
+            f"{f(r.get('fast_images_per_s'))} | {f(r.get('split_images_per_s'))} | "
+            f"{f(r.get('tf_images_per_s'))} | {f(r.get('tf_f32_images_per_s'))} | "
+            f"{r['ratio_vs_best']:.2f} | {r['ratio_vs_best_cpu']:.2f} | "
+            f"{r.get('ratio_vs_best_float', r['ratio_vs_best']):.2f} | {r['tf_twin']} |"
         )
     return "\n".join(out)
 
@@ -327,6 +428,12 @@ def main(argv=None):
     ap.add_argument("--min_seconds", type=float, default=0.5, help="per form per round")
     ap.add_argument("--tf", default="true", choices=["true", "false"])
     ap.add_argument("--grouped_conv", action="store_true", help="lax grouped depthwise")
+    ap.add_argument(
+        "--split_devices",
+        type=int,
+        default=0,
+        help="N > 1: add the split column (models.split_batch over N host devices)",
+    )
     ap.add_argument("--json", default=None, help="write all rows to this file")
     args = ap.parse_args(argv)
     names = models.model_names() if args.model == "all" else args.model.split(",")
@@ -352,6 +459,7 @@ def main(argv=None):
                 {
                     "device": dev.platform,
                     "device_kind": dev.device_kind,
+                    "local_devices": jax.local_device_count(),
                     "load_average": list(os.getloadavg()),
                     "rows": rows,
                     "markdown": table,

@@ -69,3 +69,30 @@ def test_caffe_lenet_tf_twin_agrees(bench, data_root):
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     ours = np.asarray(bench.fooljax_forms(model, pre)["plain"](params, x))
     np.testing.assert_allclose(twin(x), ours, atol=1e-4)
+
+
+def test_split_column_in_a_fresh_process(tmp_path):
+    """``--split_devices=2`` splits the host into 2 devices before JAX starts
+    and adds the split form, equal to the plain one (3 rows pad to 4)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "forward.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    subprocess.run(
+        [sys.executable, _PATH, "--model=cifar_lenet", "--batch=3", "--rounds=1",
+         "--min_seconds=0", "--tf=false", "--weights=init", "--split_devices=2",
+         f"--json={out}"],
+        check=True, env=env, capture_output=True, text=True,
+    )
+    got = json.loads(out.read_text())
+    assert got["local_devices"] == 2
+    (row,) = got["rows"]
+    assert row["split_devices"] == 2 and row["split_images_per_s"] > 0
+    assert row["split_max_abs_diff"] < 1e-5
+    assert "split img/s" in got["markdown"]
+
+
+def test_split_devices_must_be_an_integer(bench):
+    with pytest.raises(SystemExit, match="integer"):
+        bench._force_host_devices(["--split_devices=two"])
