@@ -148,9 +148,7 @@ def fooljax_forms(model, pre, grouped_conv=False, split=False):
     forms["fast"] = apply_fn(model) if "conv_impl" in fields else None
     if split:
         m = model if "conv_impl" in fields else plain
-        forms["split"] = jax.jit(
-            models.split_batch(lambda p, x: m.apply(p, pre(x)))
-        )
+        forms["split"] = jax.jit(models.split_batch(lambda p, x: m.apply(p, pre(x))))
     return forms
 
 
@@ -376,9 +374,7 @@ def bench_model(name, args):
                 tf_f32_images_per_cpu_s=round(best["tf_f32"][1], 1),
             )
         peak = max(b[0] for k, b in best.items() if k in ("plain", "tf", "tf_f32"))
-        peak_cpu = max(
-            b[1] for k, b in best.items() if k in ("plain", "tf", "tf_f32")
-        )
+        peak_cpu = max(b[1] for k, b in best.items() if k in ("plain", "tf", "tf_f32"))
         # acceptance 5: fooljax (best of fast and split) over the best of
         # plain XLA and TF
         row["ratio_vs_best"] = round(ours[0] / peak, 3)

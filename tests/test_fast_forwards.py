@@ -80,10 +80,22 @@ def test_split_column_in_a_fresh_process(tmp_path):
     out = tmp_path / "forward.json"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     subprocess.run(
-        [sys.executable, _PATH, "--model=cifar_lenet", "--batch=3", "--rounds=1",
-         "--min_seconds=0", "--tf=false", "--weights=init", "--split_devices=2",
-         f"--json={out}"],
-        check=True, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            _PATH,
+            "--model=cifar_lenet",
+            "--batch=3",
+            "--rounds=1",
+            "--min_seconds=0",
+            "--tf=false",
+            "--weights=init",
+            "--split_devices=2",
+            f"--json={out}",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     got = json.loads(out.read_text())
     assert got["local_devices"] == 2

@@ -47,9 +47,11 @@ LAZY_OK = {
     "tensorflow_datasets",
     "tf_keras",
     "art",
-    # matplotlib: pictures only, imported on a background thread while a run's
-    # first chunk computes (runs.pictures.preload); evosax: CMA-ES users only
+    # matplotlib: pictures other than the MAP-Elites curves (io.plot, PIL);
+    # evosax: CMA-ES users only
     "matplotlib",
+    # orbax: checkpoints, imported on a thread while a run's first chunk computes
+    "orbax",
     "evosax",
 }
 

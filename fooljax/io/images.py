@@ -8,6 +8,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from fooljax.io.plot import line_chart
+
 
 def to_uint8(image) -> np.ndarray:
     """``[H, W, C]`` float in [0, 1] -> uint8 ``[H, W, C]``."""
@@ -80,23 +82,12 @@ def save_grid(
 def save_curves(
     path: str, x, series: dict[str, list[float]], *, xlabel: str, ylabel: str, title=""
 ) -> None:
-    """Line plot of several series over ``x``."""
-    # A bare Figure renders with Agg and leaves pyplot's global backend alone.
-    # (imported here: matplotlib is 0.4 s of start-up a run need not wait for)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.6))
-    ax = fig.subplots()
-    for name, ys in series.items():
-        ax.plot(x, ys, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    # fixed margins (room for the labels at this size): tight_layout would
-    # draw the figure once more, a third of the picture's time
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.9)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    """Line plot of several series over ``x`` (``plot.line_chart``: PIL, no
+    matplotlib)."""
+    line_chart(
+        path,
+        {name: (x, ys) for name, ys in series.items()},
+        xlabel=xlabel,
+        ylabel=ylabel,
+        title=title,
+    )

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 
 import jax
@@ -141,9 +142,40 @@ def run_main(main: Callable[[list[str]], None]) -> None:
         if not flags.FLAGS["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)
         setup_logging()
-        sys.exit(guarded(_with_cache(main), argv))
+        code = guarded(_with_cache(main), argv)
+        if code == 0 and fast_exit_ok():
+            fast_exit()
+        sys.exit(code)
 
     app.run(wrapped, flags_parser=parse_flags)
+
+
+def fast_exit_ok() -> bool:
+    """Whether a finished entry point may skip the interpreter's teardown: one
+    process (``jax.distributed`` shuts down at exit), no other live non-daemon
+    thread (nothing left to write), no profiler or tracer (cProfile, coverage
+    write their files at exit), and ``FOOLJAX_FAST_EXIT`` not ``0``."""
+    if os.environ.get("FOOLJAX_FAST_EXIT", "1") == "0":
+        return False
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return False
+    if distributed.is_multiprocess():
+        return False
+    main_thread = threading.main_thread()
+    return not any(
+        t is not main_thread and not t.daemon and t.is_alive()
+        for t in threading.enumerate()
+    )
+
+
+def fast_exit() -> None:
+    """Exit status 0 without the interpreter's teardown (0.25-0.4 s of module
+    and XLA client destruction after a run whose files are all written and
+    closed): logs and standard streams are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _with_cache(main):

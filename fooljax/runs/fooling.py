@@ -33,6 +33,7 @@ import html
 import logging
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,7 +51,9 @@ from fooljax.evolution import map_elites as me
 from fooljax.io import images as imageio
 from fooljax.io import integrity
 from fooljax.io.checkpoint import Checkpointer
+from fooljax.io.checkpoint import preload as checkpoint_preload
 from fooljax.io.events import EventWriter
+from fooljax.io.plot import line_chart
 from fooljax.io.workdir import (
     atomic_write_text,
     prepare_workdir,
@@ -61,8 +64,6 @@ from fooljax.models.crops import ten_crop_log_probs
 from fooljax.runs import PROCESS_T0, config, distributed
 from fooljax.runs.cli import print_json_line
 from fooljax.runs.common import load_classifier, save_artifact
-from fooljax.runs.pictures import plot_lines
-from fooljax.runs.pictures import preload as pictures_preload
 
 log = logging.getLogger("fooljax")
 FLAGS = flags.FLAGS
@@ -716,10 +717,10 @@ def run_map_elites(
             if rows and "wall_seconds" in rows[-1]:
                 wall_before = rows[-1]["wall_seconds"]
             log.info("resumed %s at generation %d", workdir, latest)
-        else:
+        else:  # no checkpoint of generation 0: a run stopped before its first
+            # checkpoint starts again from the seed, bit for bit
             if main and os.path.exists(metrics_path):
                 os.remove(metrics_path)
-            ckpt.save(0, state)
         generation = int(np.max(state.generation))
         log.info(
             "MAP-Elites: %d run(s), %d classes, population %d, %d generations, "
@@ -765,25 +766,38 @@ def run_map_elites(
 
         over_time = False
         pending = None  # the last chunk's rows, written during the next chunk
+        to_save = None  # (generation, a copy of its state), saved likewise
         preload = None
         t_loop = time.time()
         chunk_seconds = []  # compiled chunks, results on the host
+        chunk_sizes = []  # their generations
+
+        def flush():
+            """Rows, then the checkpoint, of the chunk before (in that order:
+            rows up to a checkpoint are on disk first)."""
+            nonlocal pending, to_save
+            if pending is not None:
+                write_rows(pending)
+                pending = None
+            if to_save is not None:
+                ckpt.save(*to_save)
+                to_save = None
+
         while generation < num_generations:
             if stop_after is not None and generation >= stop_after:
-                if pending is not None:
-                    write_rows(pending)
+                flush()
                 return {"stopped_at": generation}
             n = min(log_every, num_generations - generation)
             t0 = time.perf_counter()
             state, m = run_chunk(state, params, n)  # dispatched, not awaited
-            if preload is None:
-                preload = pictures_preload()
-            if pending is not None:
-                write_rows(pending)
-                pending = None
+            if preload is None:  # orbax, for the first checkpoint
+                preload = threading.Thread(target=checkpoint_preload, daemon=True)
+                preload.start()
+            flush()
             m = distributed.fetch(m)
             dt = time.perf_counter() - t0
             chunk_seconds.append(dt)
+            chunk_sizes.append(n)
             rows = generation_rows(m, generation + 1, num_classes)
             generation = int(np.max(state.generation))
             row = rows[-1]
@@ -795,14 +809,13 @@ def run_map_elites(
             pending = rows
             over_time = max_minutes > 0 and wall >= 60.0 * max_minutes
             over_time = distributed.broadcast_json(over_time)  # process 0's
-            if (
-                generation % checkpoint_every == 0
-                or generation == num_generations
-                or over_time
-            ):
-                write_rows(pending)  # rows up to a checkpoint are on disk first
-                pending = None
+            if generation == num_generations or over_time:
+                flush()
                 ckpt.save(generation, state)
+            elif generation % checkpoint_every == 0:
+                # a device copy (the next chunk donates ``state``), written
+                # while the next chunk computes
+                to_save = (generation, jax.tree.map(jnp.copy, state))
             if over_time:
                 log.info(
                     "wall-time budget of %g min spent after %d generations: finishing",
@@ -810,8 +823,7 @@ def run_map_elites(
                     generation,
                 )
                 break
-        if pending is not None:
-            write_rows(pending)
+        flush()
         t_loop = (t_loop, time.time())
     if over_time:
         summary_extra = {**(summary_extra or {}), "stopped_by": "max_minutes"}
@@ -830,23 +842,26 @@ def run_map_elites(
         summary_extra=summary_extra or {},
         layout=layout,
         acc=acc,
-        timing=(t_loop, chunk_seconds),
+        timing=(t_loop, chunk_seconds, chunk_sizes),
     )
 
 
-def phase_seconds(t_start, t_loop, chunk_seconds, now) -> dict:
+def phase_seconds(t_start, t_loop, chunk_seconds, now, chunk_sizes=None) -> dict:
     """Where this session's wall time went: ``start_up`` (process start or
     ``run``'s call to the first chunk: imports, model, compilation, restore),
     ``generations`` (the compiled chunks, metrics on the host; the first also
-    loads or compiles its program: ``first_chunk`` vs ``chunk_median``; a
-    chunk's time includes the previous chunk's rows, events and log line,
-    written while it computes, and the first chunk's the matplotlib import on
-    a thread), ``between_chunks`` (checkpoints, and the rows written before
-    them), ``finishing``
-    (pictures, artifact, summary) and ``outside_generations_fraction``."""
+    traces and loads or compiles its program, and imports orbax on a thread:
+    ``first_chunk`` vs ``chunk_median``; a chunk's time includes the previous
+    chunk's rows, events, log line and checkpoint, written while it computes),
+    ``between_chunks`` (the last checkpoint, and the rows written before it),
+    ``finishing`` (pictures, artifact, summary) and
+    ``outside_generations_fraction``. ``steady_generations``: the median
+    chunk's seconds per generation times the generations run (``chunk_sizes``),
+    what the generations cost without the first chunk's compilation;
+    ``outside_steady_fraction``: everything else (the strict count)."""
     (t0, t1), gen = t_loop, float(sum(chunk_seconds))
     wall = now - t_start
-    return {
+    out = {
         "start_up": round(t0 - t_start, 3),
         "generations": round(gen, 3),
         "between_chunks": round(t1 - t0 - gen, 3),
@@ -857,6 +872,14 @@ def phase_seconds(t_start, t_loop, chunk_seconds, now) -> dict:
         ),
         "outside_generations_fraction": round(1.0 - gen / wall, 4) if wall else None,
     }
+    if chunk_sizes and len(chunk_sizes) == len(chunk_seconds) and wall:
+        per_gen = statistics.median(
+            t / n for t, n in zip(chunk_seconds, chunk_sizes, strict=True)
+        )
+        steady = per_gen * sum(chunk_sizes)
+        out["steady_generations"] = round(steady, 3)
+        out["outside_steady_fraction"] = round(1.0 - steady / wall, 4)
+    return out
 
 
 def _count(c):
@@ -942,12 +965,6 @@ def _append_rows(path: str, rows: list[dict]) -> None:
         f.write("".join(integrity.jsonl_line(r) for r in rows))
 
 
-# fixed margins of the 5.5 x 3.8 in curves (a two-line title; the p = 0.9999
-# guide labels on the right): tight_layout would draw each once more
-_MARGINS = dict(left=0.11, right=0.97, bottom=0.13, top=0.88)
-_MARGINS_GUIDES = dict(left=0.11, right=0.86, bottom=0.13, top=0.86)
-
-
 def _plot_qd(workdir: str, rows: list[dict], class_names, num_runs: int) -> None:
     """``nines.png`` (each class's confidence in nines over generations; past
     20 classes quantile lines over them) and ``qd.png`` (QD-score / K and
@@ -971,19 +988,17 @@ def _plot_qd(workdir: str, rows: list[dict], class_names, num_runs: int) -> None
     if lines is None:
         names = ("min", "10%", "median", "90%", "max")
         lines = {f"{n} over classes": (gens, q[j]) for j, n in enumerate(names)}
-    plot_lines(
+    line_chart(
         os.path.join(workdir, "nines.png"),
         lines,
         xlabel="generation",
         ylabel="nines = -log10(1 - p)",
         title=f"elite confidence in nines, {k_all} classes{over}\n"
         f"(p = 1.0 in float32 drawn at {NINES_CAP:.1f})",
-        references={"p = 0.99": (None, 2.0), "p = 0.9999": (None, 4.0)},
-        marker=None,
-        margins=_MARGINS_GUIDES,
+        guides={"p = 0.99": 2.0, "p = 0.9999": 4.0},
     )
     per_run = " (mean over runs)" if num_runs > 1 else ""
-    plot_lines(
+    line_chart(
         os.path.join(workdir, "qd.png"),
         {
             f"QD-score / {k_all} (mean elite p)": (
@@ -995,8 +1010,6 @@ def _plot_qd(workdir: str, rows: list[dict], class_names, num_runs: int) -> None
         xlabel="generation",
         ylabel="fraction",
         title=f"QD-score and coverage{per_run}",
-        marker=None,
-        margins=_MARGINS,
     )
 
 
@@ -1187,7 +1200,10 @@ def _finish(
         **summary_extra,
     }
     if timing is not None:
-        summary["phase_seconds"] = phase_seconds(t_start, *timing, now)
+        t_loop, chunk_seconds, chunk_sizes = timing
+        summary["phase_seconds"] = phase_seconds(
+            t_start, t_loop, chunk_seconds, now, chunk_sizes
+        )
     if num_runs > 1:
         # pooled over runs: the keys of one run mean "over all runs' elites"
         summary.update(

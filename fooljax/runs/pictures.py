@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 
 import numpy as np
 
 
 def pyplot():
     """pyplot, imported on first use (Agg, except in a notebook, which keeps its
-    inline backend): matplotlib is 0.4 s of start-up that a run need not wait
-    for (see ``preload``)."""
+    inline backend): matplotlib is 0.4 s of start-up that a run without
+    pictures need not pay."""
     import matplotlib
 
     if "ipykernel" not in sys.modules:
@@ -23,15 +22,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def preload() -> threading.Thread:
-    """Imports matplotlib on a background thread, to call when a long compiled
-    step has just been dispatched (XLA releases the GIL while it computes), so
-    the pictures at the end do not wait for the import."""
-    t = threading.Thread(target=pyplot, daemon=True)
-    t.start()
-    return t
 
 
 def save_figure(fig, path: str, dpi: int = 100, margins: dict | None = None) -> None:
@@ -43,7 +33,7 @@ def save_figure(fig, path: str, dpi: int = 100, margins: dict | None = None) -> 
     else:
         fig.tight_layout()
     tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=dpi)
+    fig.savefig(tmp, dpi=dpi, pil_kwargs={"compress_level": 1})  # see save_curves
     pyplot().close(fig)
     os.replace(tmp, path)
 
