@@ -71,3 +71,34 @@ def test_gradient_any_starts_from_any_elite_gradient_from_the_target():
     anyp = parents(em.GradientAny(400, steps=1))
     assert own[1] > 0.9 * 400  # the needy cell's own elite, nearly always
     assert np.all(anyp > 60) and anyp[1] < 0.45 * 400  # uniform: expected 100 each
+
+
+def test_gradient_mut_ascends_a_mutated_copy():
+    """``gradient_mut``: the target's elite is mutated by the encoding first (a
+    zero gradient then leaves the mutated copy), ``gradient`` keeps it."""
+    enc = direct_encoding()
+    genomes = jnp.broadcast_to((50.0 * jnp.arange(K))[:, None, None, None], (K, *SHAPE))
+    p = jnp.array([0.999999, 0.5, 0.999999, 0.999999])
+    archive = me.Archive(
+        genomes=genomes, fitness=jnp.log(p), found_at=jnp.zeros((K,), jnp.int32)
+    )
+    w = jnp.zeros((64, K))  # zero gradient: the steps change nothing
+
+    def log_probs_fn(params, x):
+        return jax.nn.log_softmax(x.reshape(x.shape[0], -1) @ params)
+
+    ctx = em.Context(enc, log_probs_fn, w, 8, jnp.int32(1))
+    assert em.parse("mutation:6,gradient_mut:10", 16, steps=2)[1] == em.GradientMutated(
+        10, steps=2
+    )
+    emitted = jax.jit(lambda k: em.GradientMutated(50, steps=2).emit(k, archive, ctx))(
+        jax.random.key(0)
+    )
+    kids = np.asarray(emitted.offspring)
+    plain = np.asarray(
+        em.Gradient(50, steps=2).emit(jax.random.key(0), archive, ctx).offspring
+    )
+    assert np.all(np.isin(plain, [0.0, 50.0, 100.0, 150.0]))  # elites unchanged
+    changed = ~np.isin(kids, [0.0, 50.0, 100.0, 150.0])
+    assert changed.any(axis=(1, 2, 3)).mean() > 0.9  # mutated, as the encoding does
+    assert emitted.extra_lp.shape == (50, K)  # the first step's scores kept

@@ -256,6 +256,10 @@ class Gradient:
     # False: start from the target cell's own elite; True (``gradient_any``):
     # from a uniformly drawn elite (another basin than the target's elite)
     any_parent: ClassVar[bool] = False
+    # True (``gradient_mut``): the parent is first mutated by the encoding's
+    # operator (a CPPN: weights and topology), then ascended; so the steps
+    # polish a new structure instead of the elite's own local optimum
+    mutate_first: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.genes not in GENES:
@@ -290,6 +294,11 @@ class Gradient:
             else jnp.where(archive.fitness[targets] > -jnp.inf, targets, uniform)
         )
         genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
+        if self.mutate_first:
+            keys = jax.random.split(jax.random.fold_in(k_step, 1), n)
+            genomes = jax.vmap(ctx.encoding.mutate, in_axes=(0, 0, None))(
+                keys, genomes, ctx.generation
+            )
         x0 = jax.vmap(genes.get)(genomes)
         mask = jax.vmap(genes.mask)(genomes)
         span = genes.high - genes.low
@@ -327,6 +336,16 @@ class GradientAny(Gradient):
     target's own elite is stuck in."""
 
     any_parent: ClassVar[bool] = True
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientMutated(Gradient):
+    """``gradient_mut:N``: ``Gradient``'s steps toward a needy target class from
+    a mutated copy of the target's elite (the encoding's mutation first: for a
+    CPPN a new node or edge, then the steps tune the weights around it), the
+    memetic mix of PGA-ME's variation and gradient ascent."""
+
+    mutate_first: ClassVar[bool] = True
 
 
 STRATEGIES = es_lib.STRATEGIES
@@ -535,6 +554,7 @@ EMITTERS = {
     "mutation_needy": NeedyMutation,
     "gradient": Gradient,
     "gradient_any": GradientAny,
+    "gradient_mut": GradientMutated,
     "cmame": CMAME,
 }
 _NAMES = {cls: name for name, cls in EMITTERS.items()}  # as --emitters spells them
@@ -570,6 +590,7 @@ def parse(
         opts = {
             "gradient": gradient_options,
             "gradient_any": gradient_options,
+            "gradient_mut": gradient_options,
             "cmame": cmame_options or {},
         }.get(name, {})
         out.append(EMITTERS[name](n, **opts))
