@@ -266,6 +266,21 @@ def test_summary_counts_forward_equivalents(tmp_path):
     )
     assert s["forward_backward_cost"] is None
     assert s["forward_equivalents"] == 16 * 7
+    # needy, gradient-from-a-mutant and fine-tuning emitters through the runs
+    # layer: one forward per offspring, a forward+backward per gradient step
+    s = fooling.run(
+        fooling.FoolingConfig(
+            **{
+                **cfg.__dict__,
+                "emitters": "mutation:6,mutation_needy:4,tune:4,gradient_mut:2",
+                "tune_eta": 30.0,
+            }
+        ),
+        str(tmp_path / "t"),
+        classifier=clf,
+    )
+    assert s["forward_equivalents_per_generation"] == 14 + 2 * (1 + 2 * 3.0)
+    assert min(s["confidence"]) > 0
 
 
 def test_runs_layer_resumes_a_cmame_run_bit_for_bit(tmp_path):

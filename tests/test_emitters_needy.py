@@ -102,3 +102,43 @@ def test_gradient_mut_ascends_a_mutated_copy():
     changed = ~np.isin(kids, [0.0, 50.0, 100.0, 150.0])
     assert changed.any(axis=(1, 2, 3)).mean() > 0.9  # mutated, as the encoding does
     assert emitted.extra_lp.shape == (50, K)  # the first step's scores kept
+
+
+def test_tune_perturbs_only_the_cppn_weights_of_needy_elites():
+    """``tune``: parents as ``needy_cells``; a CPPN keeps its topology and
+    activations, its used connections' weights move (finely, within bounds)."""
+    from fooljax.encodings import cppn, make_encoding
+
+    enc, _ = make_encoding("cppn", SHAPE)
+    keys = jax.random.split(jax.random.key(1), K)
+    genomes = jax.vmap(enc.init)(keys)
+    for _ in range(3):  # some hidden nodes and edges
+        keys = jax.random.split(keys[0], K)
+        genomes = jax.vmap(enc.mutate, in_axes=(0, 0, None))(keys, genomes, 1)
+    p = jnp.array([0.999999, 0.5, 0.999999, 0.999999])
+    archive = me.Archive(
+        genomes=genomes, fitness=jnp.log(p), found_at=jnp.zeros((K,), jnp.int32)
+    )
+    ctx = em.Context(enc, None, None, 8, jnp.int32(1))
+    tune = em.parse("mutation:6,tune:10", 16, tune_options={"genes": "cppn"})[1]
+    assert tune == em.Tune(10, genes="cppn")
+    kids = jax.jit(
+        lambda k: em.Tune(200, genes="cppn", rate=1.0).emit(k, archive, ctx)
+    )(jax.random.key(0)).offspring
+    w = np.asarray(em.GENES["cppn"].get(genomes))  # [K, E]
+    kw = np.asarray(jax.vmap(em.GENES["cppn"].get)(kids))
+    # each kid's parent: the elite whose weights it is closest to (fine steps)
+    parent = np.argmin(np.abs(kw[:, None, :] - w[None]).sum(-1), axis=1)
+    assert np.bincount(parent, minlength=K)[1] > 0.45 * 200  # the needy cell
+    for leaf, kid in zip(
+        jax.tree_util.tree_leaves(genomes), jax.tree_util.tree_leaves(kids), strict=True
+    ):
+        if leaf.shape[1:] != w.shape[1:]:  # not the weights: unchanged
+            np.testing.assert_array_equal(np.asarray(kid), np.asarray(leaf)[parent])
+    mask = np.asarray(jax.vmap(em.GENES["cppn"].mask)(kids))
+    moved = kw != w[parent]
+    assert not np.any(moved & ~mask)  # unused edges keep their weights
+    assert np.all(moved.any(axis=1) == mask.any(axis=1))  # rate 1: every used edge
+    assert np.all((kw >= cppn.WEIGHT_LOW) & (kw <= cppn.WEIGHT_HIGH))
+    step = np.abs(kw - w[parent])[moved]
+    assert np.median(step) < 0.1 * (cppn.WEIGHT_HIGH - cppn.WEIGHT_LOW)

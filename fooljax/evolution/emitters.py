@@ -348,6 +348,58 @@ class GradientMutated(Gradient):
     mutate_first: ClassVar[bool] = True
 
 
+@dataclasses.dataclass(frozen=True)
+class Tune:
+    """``tune:N``: ``N`` copies of needy cells' elites (``needy_cells``; an
+    empty cell drawn: a uniform elite) with only their continuous genes (direct
+    pixels, or the CPPN's connection weights: no change of topology or
+    activation) perturbed by polynomial mutation of index ``eta`` (larger =
+    smaller steps) with per-gene probability ``rate``: the fine steps that a
+    class near certainty needs, which the paper's coarse mutation (η 15, with
+    structural changes) rarely makes."""
+
+    count: int
+    genes: str = "direct"  # a key of GENES
+    eta: float = 60.0
+    rate: float = 0.1
+
+    def __post_init__(self):
+        if self.genes not in GENES:
+            raise InputError(
+                f"unknown tune genes '{self.genes}' (known: {', '.join(GENES)})"
+            )
+        if not (self.eta >= 0 and math.isfinite(self.eta)):
+            raise InputError(f"tune eta must be >= 0, got {self.eta}")
+        if not 0 < self.rate <= 1:
+            raise InputError(f"tune rate must be in (0, 1], got {self.rate}")
+
+    @property
+    def forwards(self) -> int:
+        return self.count
+
+    @property
+    def forward_backwards(self) -> int:
+        return 0
+
+    def num_extra(self) -> int:
+        return 0
+
+    def emit(self, key, archive, ctx: Context) -> Emitted:
+        genes = GENES[self.genes]
+        k_cell, k_uni, k_mut = jax.random.split(key, 3)
+        cells = needy_cells(k_cell, archive, self.count)
+        uniform = select_parents(k_uni, archive, self.count)
+        parents = jnp.where(archive.fitness[cells] > -jnp.inf, cells, uniform)
+        genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
+        x = jax.vmap(genes.get)(genomes)
+        mask = jax.vmap(genes.mask)(genomes)
+        moved = direct.polynomial_mutation(
+            k_mut, x, rate=self.rate, eta=self.eta, low=genes.low, high=genes.high
+        )
+        x = jnp.where(mask, moved, x)
+        return Emitted(jax.vmap(genes.set)(genomes, x))
+
+
 STRATEGIES = es_lib.STRATEGIES
 
 
@@ -555,18 +607,24 @@ EMITTERS = {
     "gradient": Gradient,
     "gradient_any": GradientAny,
     "gradient_mut": GradientMutated,
+    "tune": Tune,
     "cmame": CMAME,
 }
 _NAMES = {cls: name for name, cls in EMITTERS.items()}  # as --emitters spells them
 
 
 def parse(
-    spec: str, population: int, cmame_options: dict | None = None, **gradient_options
+    spec: str,
+    population: int,
+    cmame_options: dict | None = None,
+    tune_options: dict | None = None,
+    **gradient_options,
 ) -> tuple:
     """``"mutation:150,gradient:50"`` -> ``(Mutation(150), Gradient(50, ...))``;
     ``"mutation"`` alone (no count) takes the whole population. Counts must sum
     to ``population``. ``gradient_options``: ``Gradient``'s other fields;
-    ``cmame_options``: ``CMAME``'s (``"cmame:100"``)."""
+    ``cmame_options``: ``CMAME``'s (``"cmame:100"``); ``tune_options``:
+    ``Tune``'s."""
     parts = [p.strip() for p in str(spec).split(",") if p.strip()]
     if not parts:
         raise InputError("emitters is empty (e.g. mutation:150,gradient:50)")
@@ -591,6 +649,7 @@ def parse(
             "gradient": gradient_options,
             "gradient_any": gradient_options,
             "gradient_mut": gradient_options,
+            "tune": tune_options or {},
             "cmame": cmame_options or {},
         }.get(name, {})
         out.append(EMITTERS[name](n, **opts))

@@ -109,7 +109,10 @@ class FoolingConfig:
         "Offspring makers, counts summing to --population: 'mutation' (the "
         "paper's) or a mix, e.g. mutation:150,gradient:50 or "
         "mutation:100,cmame:100 (CMA-ME improvement emitters, evosax); "
-        "mutation_needy:N draws parents with weight 1 - p.",
+        "mutation_needy:N draws parents with weight 1 - p; gradient_any:N "
+        "ascends from any elite, gradient_mut:N from a mutated copy of the "
+        "needy class's elite; tune:N perturbs only the continuous genes of "
+        "needy elites finely (--tune_eta).",
     )
     gradient_steps: int = opt(
         3, "Gradient emitter: ascent steps on log p(class) per offspring."
@@ -117,6 +120,12 @@ class FoolingConfig:
     gradient_step_size: float = opt(
         0.02, "Gradient emitter: largest sign step, a fraction of the genes' range."
     )
+    tune_eta: float = opt(
+        60.0,
+        "tune:N emitter: polynomial mutation index of the continuous genes "
+        "(larger = finer steps; the paper's mutation uses --mutation_eta).",
+    )
+    tune_rate: float = opt(0.1, "tune:N emitter: per-gene mutation probability.")
     cmame_instances: int = opt(
         1, "CMA-ME: emitter instances (vmapped); each gets cmame_count / instances."
     )
@@ -163,6 +172,8 @@ class FoolingConfig:
             crossover_eta=(0, None),
             gradient_steps=(1, None),
             gradient_step_size=dict(lo=0, lo_open=True),
+            tune_eta=(0, None),
+            tune_rate=dict(lo=0, hi=1, lo_open=True),
             cmame_instances=(1, None),
             cmame_sigma=dict(lo=0, lo_open=True),
             forward_backward_cost=(0, None),
@@ -193,6 +204,11 @@ class FoolingConfig:
             steps=int(self.gradient_steps),
             step_size=float(self.gradient_step_size),
             genes="cppn" if self.encoding == "cppn" else "direct",
+            tune_options={
+                "genes": "cppn" if self.encoding == "cppn" else "direct",
+                "eta": float(self.tune_eta),
+                "rate": float(self.tune_rate),
+            },
             cmame_options={
                 "instances": int(self.cmame_instances),
                 "sigma": float(self.cmame_sigma),
