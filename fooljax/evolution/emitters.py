@@ -119,12 +119,9 @@ def mutation_offspring(
     return jax.vmap(encoding.mutate, in_axes=(0, 0, None))(keys, genomes, generation)
 
 
-@dataclasses.dataclass(frozen=True)
-class Mutation:
-    """The paper's variation: ``count`` mutated (and crossed) elites."""
-
-    count: int
-    needy: ClassVar[bool] = False  # parents drawn as ``needy_cells``
+class ForwardOnly:
+    """The cost of an emitter whose ``count`` offspring are each scored by one
+    forward (no gradient, no extra scored points)."""
 
     @property
     def forwards(self) -> int:
@@ -136,6 +133,14 @@ class Mutation:
 
     def num_extra(self) -> int:
         return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation(ForwardOnly):
+    """The paper's variation: ``count`` mutated (and crossed) elites."""
+
+    count: int
+    needy: ClassVar[bool] = False  # parents drawn as ``needy_cells``
 
     def emit(self, key, archive, ctx: Context) -> Emitted:
         return Emitted(
@@ -349,7 +354,7 @@ class GradientMutated(Gradient):
 
 
 @dataclasses.dataclass(frozen=True)
-class Tune:
+class Tune(ForwardOnly):
     """``tune:N``: ``N`` copies of needy cells' elites (``needy_cells``; an
     empty cell drawn: a uniform elite) with only their continuous genes (direct
     pixels, or the CPPN's connection weights: no change of topology or
@@ -372,17 +377,6 @@ class Tune:
             raise InputError(f"tune eta must be >= 0, got {self.eta}")
         if not 0 < self.rate <= 1:
             raise InputError(f"tune rate must be in (0, 1], got {self.rate}")
-
-    @property
-    def forwards(self) -> int:
-        return self.count
-
-    @property
-    def forward_backwards(self) -> int:
-        return 0
-
-    def num_extra(self) -> int:
-        return 0
 
     def emit(self, key, archive, ctx: Context) -> Emitted:
         genes = GENES[self.genes]
@@ -436,7 +430,7 @@ class CMAState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class CMAME:
+class CMAME(ForwardOnly):
     """CMA-ME improvement emitters (Fontaine et al. 2020), ``instances`` of them
     vmapped, ``count // instances`` offspring each, on the genome's continuous
     genes (``genes`` as ``Gradient``'s), driven by an evosax strategy.
@@ -483,17 +477,6 @@ class CMAME:
             raise InputError("CMA-ME needs >= 2 offspring per instance")
         if not (0 < self.sigma and math.isfinite(self.sigma)):
             raise InputError(f"CMA-ME sigma must be > 0, got {self.sigma}")
-
-    @property
-    def forwards(self) -> int:
-        return self.count
-
-    @property
-    def forward_backwards(self) -> int:
-        return 0
-
-    def num_extra(self) -> int:
-        return 0
 
     @property
     def batch(self) -> int:
