@@ -15,6 +15,16 @@ micro-batches as a generation, inside a compiled ``lax.scan`` of the same length
 ``render_overhead_ratio`` = generation_seconds / (forward_seconds +
 render_seconds). Generation, forward and render chunks are timed interleaved so
 background load hits all three.
+
+With gradient emitters (``--emitters=mutation:100,mutation_needy:99,
+gradient_mut:1 --gradient_steps=20 --gradient_optimizer=adam``) a generation is
+one jitted call driven from the host, and ``gradient_seconds`` is the time of
+its gradient emitters' model calls alone: each emitter's ``steps`` forward +
+backward passes (``emitters.target_grad``, through the decoding) on ``count``
+real offspring, one jitted call per generation laid out as the emitter lays
+them out (unrolled up to ``emitters.UNROLL_STEPS``, else a scan).
+``model_calls_ratio`` = generation_seconds / (forward_seconds + render_seconds
++ gradient_seconds): the generation against all of its model calls.
 """
 
 import json
@@ -45,6 +55,11 @@ flags.DEFINE_string(
     "gradient-free mixes only (the ratio is against forwards).",
 )
 flags.DEFINE_integer("cmame_instances", 10, "CMA-ME instances (vmapped).")
+flags.DEFINE_integer("gradient_steps", 3, "Gradient emitters: steps.")
+flags.DEFINE_string("gradient_optimizer", "sign", "Gradient emitters: sign or adam.")
+flags.DEFINE_string("gradient_objective", "log_p", "Gradient emitters: log_p or margin.")
+flags.DEFINE_integer("cppn_max_nodes", 16, "CPPN node capacity.")
+flags.DEFINE_integer("cppn_max_edges", 48, "CPPN edge capacity.")
 flags.DEFINE_string("cmame_strategy", "sep_cma_es", "CMA-ME evosax strategy.")
 FLAGS = flags.FLAGS
 
@@ -62,8 +77,16 @@ def main(argv):
     if weights == "default" and spec.pretrained is None:
         weights = "init"
     clf = models.load_classifier(FLAGS.model, weights)
+    options = (
+        {"max_nodes": FLAGS.cppn_max_nodes, "max_edges": FLAGS.cppn_max_edges}
+        if FLAGS.encoding == "cppn"
+        else None
+    )
     encoding, extra = make_encoding(
-        FLAGS.encoding, clf.input_shape, crossover_rate=FLAGS.crossover_rate
+        FLAGS.encoding,
+        clf.input_shape,
+        crossover_rate=FLAGS.crossover_rate,
+        options=options,
     )
     lp = me.log_probs_from(logits_fn=clf.logits_fn)
     pop, n = FLAGS.population, FLAGS.chunk
@@ -76,9 +99,11 @@ def main(argv):
             "strategy": FLAGS.cmame_strategy,
             "genes": "cppn" if FLAGS.encoding == "cppn" else "direct",
         },
+        steps=FLAGS.gradient_steps,
+        optimizer=FLAGS.gradient_optimizer,
+        objective=FLAGS.gradient_objective,
+        genes="cppn" if FLAGS.encoding == "cppn" else "direct",
     )
-    if em.uses_gradients(mix):
-        raise SystemExit("gradient emitters: the ratio against forwards is not fair")
     mix = None if em.is_default(mix, pop) else mix
     init = me.make_init(
         log_probs_fn=lp,
@@ -122,12 +147,47 @@ def main(argv):
 
         return jax.lax.scan(body, 0.0, jax.random.split(key, n))[0]
 
+    grad_emitters = [e for e in mix or () if e.forward_backwards]
+
+    def gradient_calls(e):
+        """``e``'s model calls in one generation: ``steps`` forward + backward
+        passes on ``count`` offspring, laid out as ``e.emit`` lays them out."""
+        genes = em.GENES[e.genes]
+        rows = jax.tree_util.tree_map(lambda a: a[: e.count], pool)
+        targets = jax.numpy.arange(e.count, dtype=jax.numpy.int32) % clf.num_classes
+
+        @jax.jit
+        def calls(params, x):
+            ctx = em.Context(encoding, lp, params, FLAGS.eval_batch, 1)
+
+            def one(x, _):
+                g, _ = em.target_grad(ctx, genes, rows, x, targets, e.objective)
+                return jax.numpy.clip(x + 1e-6 * g, genes.low, genes.high), None
+
+            if e.steps <= em.UNROLL_STEPS:
+                for _ in range(e.steps):
+                    x, _ = one(x, None)
+                return x
+            return jax.lax.scan(one, x, None, e.steps)[0]
+
+        x0 = jax.vmap(genes.get)(rows)
+        return lambda: calls(clf.params, x0)
+
+    grad_fns = [gradient_calls(e) for e in grad_emitters]
+
+    def time_gradients():
+        t = time.perf_counter()
+        for f in grad_fns:
+            jax.block_until_ready(f())
+        return time.perf_counter() - t
+
     x = jax.random.uniform(jax.random.key(1), (pop, *clf.input_shape))
+    time_gradients()  # compile
     state, _ = run(state, clf.params, n)  # compile
     forward_chunk(clf.params, jax.random.key(2)).block_until_ready()
     forward_once(clf.params, x).block_until_ready()
     render_chunk(pool, jax.random.key(4)).block_until_ready()
-    gen, fwd, call, ren = [], [], [], []
+    gen, fwd, call, ren, grad = [], [], [], [], []
     for r in range(FLAGS.repeats):
         t = time.perf_counter()
         state, _ = run(state, clf.params, n)
@@ -136,6 +196,8 @@ def main(argv):
         fwd.append(_time(forward_chunk, clf.params, jax.random.key(10 + r)) / n)
         call.append(_time(forward_once, clf.params, x))
         ren.append(_time(render_chunk, pool, jax.random.key(100 + r)) / n)
+        if grad_fns:
+            grad.append(statistics.median(time_gradients() for _ in range(n)))
     out = {
         "encoding": FLAGS.encoding,
         "model": FLAGS.model,
@@ -153,6 +215,11 @@ def main(argv):
     out["render_overhead_ratio"] = out["generation_seconds"] / (
         out["forward_seconds"] + out["render_seconds"]
     )
+    if grad_fns:
+        out["gradient_seconds"] = statistics.median(grad)
+        out["model_calls_ratio"] = out["generation_seconds"] / (
+            out["forward_seconds"] + out["render_seconds"] + out["gradient_seconds"]
+        )
     print(json.dumps(out), flush=True)
 
 

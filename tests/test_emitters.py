@@ -97,6 +97,57 @@ def test_gradient_step_climbs_each_target():
     assert np.all(np.diagonal(lp1) > np.diagonal(lp0))
 
 
+def test_margin_objective_is_log_odds():
+    lp = jax.nn.log_softmax(jax.random.normal(jax.random.key(4), (6, K)) * 5)
+    t = jnp.arange(6) % K
+    p = jnp.exp(jnp.take_along_axis(lp, t[:, None], 1)[:, 0])
+    np.testing.assert_allclose(
+        em.target_objective(lp, t, "margin"), jnp.log(p / (1 - p)), rtol=1e-4
+    )
+    np.testing.assert_allclose(em.target_objective(lp, t, "log_p"), jnp.log(p), rtol=1e-5)
+
+
+def test_adam_gradient_emitter_takes_optax_adam_steps_on_the_margin():
+    """``optimizer="adam"``: the offspring's path x_1, x_2, x_3 is optax.adam's
+    on the negated margin (learning rate = the offspring's drawn step, read off
+    its first step, which Adam makes +-lr in every moving gene)."""
+    import optax
+
+    params, log_probs_fn = _linear()
+    enc = direct_encoding()
+    genomes = jnp.full((K, *SHAPE), 127.5) + jax.random.uniform(
+        jax.random.key(3), (K, *SHAPE), minval=-20, maxval=20
+    )
+    archive = _archive(genomes, log_probs_fn(params, jax.vmap(enc.decode)(genomes)))
+    ctx = em.Context(enc, log_probs_fn, params, 8, jnp.int32(1))
+    emitter = em.Gradient(
+        3, steps=3, step_size=0.002, optimizer="adam", objective="margin"
+    )
+    out = jax.jit(lambda k: emitter.emit(k, archive, ctx))(jax.random.key(6))
+    path = np.asarray(out.extra).reshape(2, 3, *SHAPE)  # x_1, x_2 per offspring
+    targets = em.needy_cells(jax.random.split(jax.random.key(6), 3)[0], archive, 3)
+
+    def margin(x, t):
+        lp = log_probs_fn(params, enc.decode(x)[None])
+        return em.target_objective(lp, t[None], "margin")[0]
+
+    for i in range(3):
+        x0, t = genomes[targets[i]], targets[i]
+        lr = float(np.median(np.abs(path[0, i] - np.asarray(x0))))
+        opt = optax.adam(lr)
+        x, st = x0, opt.init(x0)
+        got = [path[0, i], path[1, i], np.asarray(out.offspring[i])]
+        for step in range(3):
+            up, st = opt.update(-jax.grad(margin)(x, t), st)
+            x = x + up
+            np.testing.assert_allclose(got[step], x, rtol=1e-5, atol=1e-3 * lr)
+        assert float(margin(x, t)) > float(margin(x0, t))
+    with pytest.raises(InputError, match="optimizer"):
+        em.Gradient(1, optimizer="lbfgs")
+    with pytest.raises(InputError, match="objective"):
+        em.Gradient(1, objective="hinge")
+
+
 def _tiny_run(emitters, population=16, gens=4, many=None):
     _, params, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
     kw = dict(

@@ -339,7 +339,8 @@ def network_outputs(g: Genome, inputs: jax.Array, spec: Spec) -> jax.Array:
     them, by a stable argsort) form a topological order: inputs first, outputs
     last. The weights become a dense ``[N, N]`` matrix in that order, and node
     ``i`` sums only over the ``i`` nodes before it (a static slice: the loop
-    over node slots is unrolled at trace time, nothing is looped at run time).
+    over node slots is unrolled at trace time, nothing is looped at run time;
+    ``_sweep``, whose backward pass is written by hand).
     """
     n, o = spec.max_nodes, spec.num_outputs
     dense = (
@@ -348,13 +349,58 @@ def network_outputs(g: Genome, inputs: jax.Array, spec: Spec) -> jax.Array:
         .add(jnp.where(g.edge_on, g.weight, 0.0))
     )
     perm = jnp.argsort(jnp.where(g.node_used, g.order, 0.0), stable=True)
-    dense = dense[perm][:, perm]
-    act = g.activation[perm]
-    values = inputs
-    for i in range(NUM_INPUTS, n):
-        s = dense[:i, i] @ values
-        values = jnp.concatenate([values, _activate(act[i], s, spec.activations)[None]])
+    values = _sweep(dense[perm][:, perm], g.activation[perm], inputs, spec.activations)
     return values[n - o :]
+
+
+def _sweep_values(dense, act, inputs, names):
+    """Every node's output ``[N, P]`` in topological order (inputs first) and
+    the hidden/output nodes' sums ``[N - 4, P]``: node ``i`` sums only over
+    the ``i`` nodes before it (a static slice: the loop is unrolled at trace
+    time, nothing is looped at run time)."""
+    values, sums = inputs, []
+    for i in range(NUM_INPUTS, dense.shape[0]):
+        s = dense[:i, i] @ values
+        sums.append(s)
+        values = jnp.concatenate([values, _activate(act[i], s, names)[None]])
+    return values, jnp.stack(sums)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _sweep(dense, act, inputs, names):
+    """``_sweep_values``'s outputs, with a hand-written backward pass (the same
+    gradient up to float rounding): autodiff of the unrolled matrix-vector
+    loop ran 20-25x the forward's time on XLA:CPU (batched dots with one
+    column), the reverse sweep below in elementwise rows about a third of
+    that. The forward is unchanged, bit for bit."""
+    return _sweep_values(dense, act, inputs, names)[0]
+
+
+def _sweep_fwd(dense, act, inputs, names):
+    values, sums = _sweep_values(dense, act, inputs, names)
+    return values, (dense, act, values, sums)
+
+
+def _sweep_bwd(names, res, g_values):
+    dense, act, values, sums = res
+    n = dense.shape[0]
+    g = [g_values[j] for j in range(n)]  # d loss / d node j's output
+    g_sums = []
+    for i in range(n - 1, NUM_INPUTS - 1, -1):
+        _, vjp = jax.vjp(lambda s, i=i: _activate(act[i], s, names), sums[i - NUM_INPUTS])
+        gs = vjp(g[i])[0]
+        g_sums.append(gs)
+        for j in range(i):
+            g[j] = g[j] + dense[j, i] * gs
+    g_sums = jnp.stack(g_sums[::-1])  # [N - 4, P]
+    # d dense[j, i] = <output_j, d sum_i> for j < i (the entries the loop reads)
+    d_cols = values @ g_sums.T  # [N, N - 4]
+    d_dense = jnp.concatenate([jnp.zeros((n, NUM_INPUTS), d_cols.dtype), d_cols], 1)
+    upper = jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
+    return jnp.where(upper, d_dense, 0.0), None, jnp.stack(g[:NUM_INPUTS])
+
+
+_sweep.defvjp(_sweep_fwd, _sweep_bwd)
 
 
 def render(g: Genome, height: int, width: int, spec: Spec) -> jax.Array:

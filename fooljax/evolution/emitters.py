@@ -224,21 +224,48 @@ def pad_rows(tree, m: int):
     return jax.tree_util.tree_map(pad, tree)
 
 
-def target_grad(ctx: Context, genes: Genes, genomes, x, targets):
-    """Per-row ``grad_x log p(targets | decode(set(genomes, x)))`` and the
-    rows' log-probs ``[n, K]`` (NaN -> -inf; NaN gradients -> 0), computed in
-    micro-batches of ``ctx.eval_batch`` (padded as the scoring is). The
-    micro-batches are unrolled, not a ``lax.map``: XLA:CPU runs a backward
-    pass inside a loop 4-5x slower (LeNet, batch 50: 467 vs 106 ms)."""
+OBJECTIVES = ("log_p", "margin")
+# Up to this many gradient steps are unrolled (XLA:CPU runs a backward pass
+# inside a loop slower); more run as a ``lax.scan``, whose compile time does
+# not grow with the steps (20 unrolled CPPN + LeNet steps: minutes).
+UNROLL_STEPS = 4
+OPTIMIZERS = ("sign", "adam")
+
+
+def target_objective(lp: jax.Array, targets: jax.Array, objective: str = "log_p"):
+    """Per-row objective ``[n]`` from log-probs ``lp [n, K]``: ``"log_p"``, log
+    p(target); ``"margin"``, log p(target) - logsumexp of the other classes'
+    log-probs, i.e. log(p / (1 - p)): its gradient does not fade as p -> 1
+    (log p's shrinks with 1 - p), so an ascent keeps climbing past 0.9999."""
+    own = jnp.take_along_axis(lp, targets[:, None], axis=1)[:, 0]
+    if objective == "log_p":
+        return own
+    if objective != "margin":
+        raise InputError(
+            f"unknown gradient objective '{objective}' (known: {', '.join(OBJECTIVES)})"
+        )
+    is_t = jnp.arange(lp.shape[1])[None, :] == targets[:, None]
+    return own - jax.nn.logsumexp(jnp.where(is_t, -jnp.inf, lp), axis=1)
+
+
+def target_grad(
+    ctx: Context, genes: Genes, genomes, x, targets, objective: str = "log_p"
+):
+    """Per-row ``grad_x objective(targets | decode(set(genomes, x)))``
+    (``target_objective``: log p or the margin) and the rows' log-probs ``[n,
+    K]`` (NaN -> -inf; NaN gradients -> 0), computed in micro-batches of
+    ``ctx.eval_batch`` (padded as the scoring is). The micro-batches are
+    unrolled, not a ``lax.map``: XLA:CPU runs a backward pass inside a loop
+    4-5x slower (LeNet, batch 50: 467 vs 106 ms)."""
     n = targets.shape[0]
     eb, m = _chunks(n, ctx.eval_batch)
 
-    def objective(xb, gb, tb):
+    def objective_fn(xb, gb, tb):
         imgs = jax.vmap(lambda g, xi: ctx.encoding.decode(genes.set(g, xi)))(gb, xb)
         lp = ctx.log_probs_fn(ctx.params, imgs)
-        return jnp.sum(jnp.take_along_axis(lp, tb[:, None], axis=1)), lp
+        return jnp.sum(target_objective(lp, tb, objective)), lp
 
-    grad_fn = jax.grad(objective, has_aux=True)
+    grad_fn = jax.grad(objective_fn, has_aux=True)
     padded = pad_rows((x, genomes, targets), m)
     outs = [
         grad_fn(*jax.tree_util.tree_map(lambda a, i=i: a[i : i + eb], padded))
@@ -265,11 +292,25 @@ class Gradient:
     # operator (a CPPN: weights and topology), then ascended; so the steps
     # polish a new structure instead of the elite's own local optimum
     mutate_first: ClassVar[bool] = False
+    # "sign": projected sign steps; "adam": Adam steps (moments carried over
+    # the ``steps`` of one offspring, learning rate = the drawn step size)
+    optimizer: str = "sign"
+    objective: str = "log_p"  # a key of OBJECTIVES (``target_objective``)
 
     def __post_init__(self):
         if self.genes not in GENES:
             raise InputError(
                 f"unknown gradient genes '{self.genes}' (known: {', '.join(GENES)})"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(
+                f"unknown gradient optimizer '{self.optimizer}' (known: "
+                f"{', '.join(OPTIMIZERS)})"
+            )
+        if self.objective not in OBJECTIVES:
+            raise InputError(
+                f"unknown gradient objective '{self.objective}' (known: "
+                f"{', '.join(OBJECTIVES)})"
             )
         if int(self.steps) < 1:
             raise InputError(f"gradient steps must be >= 1, got {self.steps}")
@@ -311,15 +352,33 @@ class Gradient:
         alpha = self.step_size * span * jnp.exp2(-4.0 * u)  # log-uniform, 16:1
         alpha = alpha.reshape((n,) + (1,) * (x0.ndim - 1))
 
-        x, xs, lps = x0, [], []
-        for _ in range(self.steps):  # unrolled: no backward inside a loop
-            g, lp = target_grad(ctx, genes, genomes, x, targets)
-            xs.append(x)
-            lps.append(lp)
-            x = jnp.clip(
-                x + alpha * jnp.sign(g) * mask.astype(x.dtype), genes.low, genes.high
-            )
-        xs, lps = jnp.stack(xs), jnp.stack(lps)
+        on = mask.astype(x0.dtype)
+
+        def ascend(carry, t):
+            x, mom, vel = carry
+            g, lp = target_grad(ctx, genes, genomes, x, targets, self.objective)
+            if self.optimizer == "adam":  # optax.adam's update, b1 .9, b2 .999
+                mom = 0.9 * mom + 0.1 * g
+                vel = 0.999 * vel + 0.001 * g * g
+                m_hat, v_hat = mom / (1 - 0.9**t), vel / (1 - 0.999**t)
+                step = m_hat / (jnp.sqrt(v_hat) + 1e-8)
+            else:
+                step = jnp.sign(g)
+            x_next = jnp.clip(x + alpha * step * on, genes.low, genes.high)
+            return (x_next, mom, vel), (x, lp)
+
+        carry = (x0, jnp.zeros_like(x0), jnp.zeros_like(x0))
+        if self.steps <= UNROLL_STEPS:  # no backward inside a loop (see above)
+            xs, lps = [], []
+            for t in range(1, self.steps + 1):
+                carry, (xt, lp) = ascend(carry, float(t))
+                xs.append(xt)
+                lps.append(lp)
+            xs, lps = jnp.stack(xs), jnp.stack(lps)
+        else:  # many steps: one compiled step in a loop (compile time)
+            ts = jnp.arange(1, self.steps + 1, dtype=jnp.float32)
+            carry, (xs, lps) = jax.lax.scan(ascend, carry, ts)
+        x = carry[0]
         offspring = jax.vmap(genes.set)(genomes, x)
         if self.steps == 1:
             return Emitted(offspring)

@@ -120,6 +120,18 @@ class FoolingConfig:
     gradient_step_size: float = opt(
         0.02, "Gradient emitter: largest sign step, a fraction of the genes' range."
     )
+    gradient_optimizer: str = opt(
+        "sign",
+        "Gradient emitter: 'sign' (projected sign steps) or 'adam' (Adam "
+        "steps, the drawn step size as its learning rate).",
+        choices=em.OPTIMIZERS,
+    )
+    gradient_objective: str = opt(
+        "log_p",
+        "Gradient emitter: ascend 'log_p' (log p(class)) or 'margin' (log p - "
+        "logsumexp of the other classes: its gradient does not fade as p -> 1).",
+        choices=em.OBJECTIVES,
+    )
     tune_eta: float = opt(
         60.0,
         "tune:N emitter: polynomial mutation index of the continuous genes "
@@ -203,6 +215,8 @@ class FoolingConfig:
             self.population,
             steps=int(self.gradient_steps),
             step_size=float(self.gradient_step_size),
+            optimizer=self.gradient_optimizer,
+            objective=self.gradient_objective,
             genes="cppn" if self.encoding == "cppn" else "direct",
             tune_options={
                 "genes": "cppn" if self.encoding == "cppn" else "direct",
