@@ -57,7 +57,9 @@ flags.DEFINE_string(
 flags.DEFINE_integer("cmame_instances", 10, "CMA-ME instances (vmapped).")
 flags.DEFINE_integer("gradient_steps", 3, "Gradient emitters: steps.")
 flags.DEFINE_string("gradient_optimizer", "sign", "Gradient emitters: sign or adam.")
-flags.DEFINE_string("gradient_objective", "log_p", "Gradient emitters: log_p or margin.")
+flags.DEFINE_string(
+    "gradient_objective", "log_p", "Gradient emitters: log_p or margin."
+)
 flags.DEFINE_integer("cppn_max_nodes", 16, "CPPN node capacity.")
 flags.DEFINE_integer("cppn_max_edges", 48, "CPPN edge capacity.")
 flags.DEFINE_string("cmame_strategy", "sep_cma_es", "CMA-ME evosax strategy.")

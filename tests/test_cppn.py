@@ -315,8 +315,12 @@ def test_hand_written_backward_matches_autodiff_of_the_forward(name):
 
     (gw_ref, gx_ref), (gw, gx) = loss(plain), loss(cppn._sweep)
     assert float(jnp.max(jnp.abs(gw_ref))) > 1.0  # a real gradient is compared
-    np.testing.assert_allclose(gw, gw_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(gw_ref).max()))
-    np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(gx_ref).max()))
+    np.testing.assert_allclose(
+        gw, gw_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(gw_ref).max())
+    )
+    np.testing.assert_allclose(
+        gx, gx_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(gx_ref).max())
+    )
     # the forward is the plain loop's, bit for bit
     np.testing.assert_array_equal(
         jax.vmap(lambda g: outputs(g, g.weight, inputs, cppn._sweep))(gs),

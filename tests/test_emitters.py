@@ -104,7 +104,9 @@ def test_margin_objective_is_log_odds():
     np.testing.assert_allclose(
         em.target_objective(lp, t, "margin"), jnp.log(p / (1 - p)), rtol=1e-4
     )
-    np.testing.assert_allclose(em.target_objective(lp, t, "log_p"), jnp.log(p), rtol=1e-5)
+    np.testing.assert_allclose(
+        em.target_objective(lp, t, "log_p"), jnp.log(p), rtol=1e-5
+    )
 
 
 def test_adam_gradient_emitter_takes_optax_adam_steps_on_the_margin():

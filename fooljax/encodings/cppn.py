@@ -387,7 +387,9 @@ def _sweep_bwd(names, res, g_values):
     g = [g_values[j] for j in range(n)]  # d loss / d node j's output
     g_sums = []
     for i in range(n - 1, NUM_INPUTS - 1, -1):
-        _, vjp = jax.vjp(lambda s, i=i: _activate(act[i], s, names), sums[i - NUM_INPUTS])
+        _, vjp = jax.vjp(
+            lambda s, i=i: _activate(act[i], s, names), sums[i - NUM_INPUTS]
+        )
         gs = vjp(g[i])[0]
         g_sums.append(gs)
         for j in range(i):
