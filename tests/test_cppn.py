@@ -289,6 +289,12 @@ def test_bad_shapes_and_render_sizes():
         encodings.make_encoding("cppn", (8, 8, 1), options={"activations": ("tanh",)})
 
 
+def _zero_tangent(a):
+    if jnp.issubdtype(a.dtype, jnp.floating):
+        return jnp.zeros_like(a)
+    return np.zeros(a.shape, jax.dtypes.float0)
+
+
 @pytest.mark.parametrize("name", ["hsv", "sferes_grey"])
 def test_hand_written_backward_matches_autodiff_of_the_forward(name):
     """``_sweep``'s backward pass (written by hand for speed) gives the gradient
@@ -321,6 +327,14 @@ def test_hand_written_backward_matches_autodiff_of_the_forward(name):
     np.testing.assert_allclose(
         gx, gx_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(gx_ref).max())
     )
+    # the encoding's decode keeps forward mode; its decode_for_gradients
+    # renders the same image, bit for bit
+    enc, _ = cppn.make_encoding(
+        shape, **{k: v for k, v in SPECS[name].items() if k != "image_shape"}
+    )
+    g0 = jax.tree_util.tree_map(lambda a: a[0], gs)
+    jax.jvp(enc.decode, (g0,), (jax.tree_util.tree_map(_zero_tangent, g0),))
+    np.testing.assert_array_equal(enc.decode(g0), enc.decode_for_gradients(g0))
     # the forward is the plain loop's, bit for bit
     np.testing.assert_array_equal(
         jax.vmap(lambda g: outputs(g, g.weight, inputs, cppn._sweep))(gs),

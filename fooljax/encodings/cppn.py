@@ -332,15 +332,18 @@ def _activate(ids: jax.Array, s: jax.Array, names: tuple) -> jax.Array:
     return out
 
 
-def network_outputs(g: Genome, inputs: jax.Array, spec: Spec) -> jax.Array:
+def network_outputs(
+    g: Genome, inputs: jax.Array, spec: Spec, fast_backward: bool = False
+) -> jax.Array:
     """``inputs [4, P]`` -> outputs ``[O, P]`` in [-1, 1].
 
     Slots sorted by ``order`` (unused ones tie with the inputs and sit after
     them, by a stable argsort) form a topological order: inputs first, outputs
     last. The weights become a dense ``[N, N]`` matrix in that order, and node
     ``i`` sums only over the ``i`` nodes before it (a static slice: the loop
-    over node slots is unrolled at trace time, nothing is looped at run time;
-    ``_sweep``, whose backward pass is written by hand).
+    over node slots is unrolled at trace time, nothing is looped at run time).
+    ``fast_backward``: the same forward, bit for bit, with ``_sweep``'s
+    hand-written backward pass (reverse mode only: no ``jax.jvp``).
     """
     n, o = spec.max_nodes, spec.num_outputs
     dense = (
@@ -349,7 +352,8 @@ def network_outputs(g: Genome, inputs: jax.Array, spec: Spec) -> jax.Array:
         .add(jnp.where(g.edge_on, g.weight, 0.0))
     )
     perm = jnp.argsort(jnp.where(g.node_used, g.order, 0.0), stable=True)
-    values = _sweep(dense[perm][:, perm], g.activation[perm], inputs, spec.activations)
+    args = (dense[perm][:, perm], g.activation[perm], inputs, spec.activations)
+    values = _sweep(*args) if fast_backward else _sweep_values(*args)[0]
     return values[n - o :]
 
 
@@ -405,16 +409,19 @@ def _sweep_bwd(names, res, g_values):
 _sweep.defvjp(_sweep_fwd, _sweep_bwd)
 
 
-def render(g: Genome, height: int, width: int, spec: Spec) -> jax.Array:
+def render(
+    g: Genome, height: int, width: int, spec: Spec, fast_backward: bool = False
+) -> jax.Array:
     """One genome -> image ``[height, width, C]`` float32 in [0, 1] (C = 1 grey,
     or 3: the outputs are H, S, V, converted to RGB). Any resolution.
 
     An output ``o`` in [-1, 1] becomes ``(o + 1) / 2`` (``output_map="affine"``)
-    or ``|o|`` (``"abs"``, the Sferes2 code's ``convert_to_color_scale``)."""
+    or ``|o|`` (``"abs"``, the Sferes2 code's ``convert_to_color_scale``).
+    ``fast_backward``: see ``network_outputs``."""
     if height <= 0 or width <= 0:
         raise FooljaxError(f"render size must be positive, got {height}x{width}")
     inputs = coordinates(height, width, spec.coords, spec.native_hw)
-    out = network_outputs(g, inputs, spec)
+    out = network_outputs(g, inputs, spec, fast_backward)
     if spec.output_map == "abs":
         out = jnp.abs(out)
     else:
@@ -547,6 +554,7 @@ def make_encoding(image_shape: Sequence[int], **options):
         init=functools.partial(init, spec=spec),
         mutate=lambda key, g, generation: mutate(key, g, spec),
         decode=lambda g: render(g, h, w, spec),
+        decode_for_gradients=lambda g: render(g, h, w, spec, fast_backward=True),
     )
     return enc, {
         "spec": spec,

@@ -260,8 +260,10 @@ def target_grad(
     n = targets.shape[0]
     eb, m = _chunks(n, ctx.eval_batch)
 
+    decode = ctx.encoding.decode_for_gradients or ctx.encoding.decode
+
     def objective_fn(xb, gb, tb):
-        imgs = jax.vmap(lambda g, xi: ctx.encoding.decode(genes.set(g, xi)))(gb, xb)
+        imgs = jax.vmap(lambda g, xi: decode(genes.set(g, xi)))(gb, xb)
         lp = ctx.log_probs_fn(ctx.params, imgs)
         return jnp.sum(target_objective(lp, tb, objective)), lp
 
