@@ -72,6 +72,14 @@ ACTIVATIONS = {
     "gaussian": lambda s: jnp.exp(-(s * s)),
     "identity": lambda s: jnp.clip(s, -3.0, 3.0) * (1.0 / 3.0),
 }
+# d activation / d s from the sum ``s`` and the output ``y`` (cheap, elementwise;
+# autodiff through ``_activate``'s chain of selects was most of the backward)
+ACTIVATION_GRADS = {
+    "sine": lambda s, y: sine(s + 0.5 * jnp.pi),
+    "sigmoid": lambda s, y: 0.5 * (1.0 - y * y),
+    "gaussian": lambda s, y: -2.0 * s * y,
+    "identity": lambda s, y: jnp.where(jnp.abs(s) < 3.0, 1.0 / 3.0, 0.0),
+}
 ACTIVATION_ALIASES = {"sin": "sine", "linear": "identity", "gauss": "gaussian"}
 
 
@@ -374,9 +382,11 @@ def _sweep_values(dense, act, inputs, names):
 def _sweep(dense, act, inputs, names):
     """``_sweep_values``'s outputs, with a hand-written backward pass (the same
     gradient up to float rounding): autodiff of the unrolled matrix-vector
-    loop ran 20-25x the forward's time on XLA:CPU (batched dots with one
-    column), the reverse sweep below in elementwise rows about a third of
-    that. The forward is unchanged, bit for bit."""
+    loop and of ``_activate``'s selects took 74-80 ms for 50 MNIST-sized
+    CPPNs on XLA:CPU, 25-35x the forward; the reverse sweep below, in
+    elementwise rows with each activation's slope from its output
+    (``ACTIVATION_GRADS``), about 14 ms. The forward is unchanged, bit for
+    bit."""
     return _sweep_values(dense, act, inputs, names)[0]
 
 
@@ -391,10 +401,11 @@ def _sweep_bwd(names, res, g_values):
     g = [g_values[j] for j in range(n)]  # d loss / d node j's output
     g_sums = []
     for i in range(n - 1, NUM_INPUTS - 1, -1):
-        _, vjp = jax.vjp(
-            lambda s, i=i: _activate(act[i], s, names), sums[i - NUM_INPUTS]
-        )
-        gs = vjp(g[i])[0]
+        s, y = sums[i - NUM_INPUTS], values[i]
+        slope = ACTIVATION_GRADS[names[0]](s, y)
+        for k, name in enumerate(names[1:], start=1):
+            slope = jnp.where(act[i] == k, ACTIVATION_GRADS[name](s, y), slope)
+        gs = g[i] * slope
         g_sums.append(gs)
         for j in range(i):
             g[j] = g[j] + dense[j, i] * gs
