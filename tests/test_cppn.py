@@ -340,3 +340,32 @@ def test_hand_written_backward_matches_autodiff_of_the_forward(name):
         jax.vmap(lambda g: outputs(g, g.weight, inputs, cppn._sweep))(gs),
         jax.vmap(lambda g: outputs(g, g.weight, inputs, plain))(gs),
     )
+
+
+@pytest.mark.parametrize("name", ["hsv", "tiny_grey"])
+def test_candidate_edges_fill_free_slots_with_new_valid_edges_of_weight_zero(name):
+    shape, spec, evolve, render = _setup(name)
+    gs = jax.tree_util.tree_map(lambda a: a[-1], evolve(jax.random.key(5)))
+    out, cand = jax.vmap(cppn.candidate_edges)(
+        jax.random.split(jax.random.key(6), POP), gs
+    )
+    np.testing.assert_array_equal(render(out), render(gs))  # weight 0: same image
+    for p in range(POP):
+        g, o, c = _one(gs, p), _one(out, p), np.asarray(cand[p])
+        assert not np.any(c & np.asarray(g.edge_on))  # only free slots
+        check_valid(o, spec)  # acyclic, used endpoints, in capacity
+        pairs = set(
+            zip(
+                np.asarray(o.src)[np.asarray(o.edge_on)],
+                np.asarray(o.dst)[np.asarray(o.edge_on)],
+                strict=True,
+            )
+        )
+        assert len(pairs) == int(np.asarray(o.edge_on).sum())  # no pair twice
+        np.testing.assert_array_equal(np.asarray(o.weight)[c], 0.0)
+        used = np.flatnonzero(np.asarray(g.node_used))
+        order = np.asarray(g.order)
+        possible = sum(order[a] < order[b] for a in used for b in used) - int(
+            np.asarray(g.edge_on).sum()
+        )
+        assert c.sum() == min(possible, int((~np.asarray(g.edge_on)).sum()))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fooljax import models
-from fooljax.encodings import make_encoding
+from fooljax.encodings import cppn, make_encoding
 from fooljax.errors import InputError
 from fooljax.evolution import emitters as em
 from fooljax.evolution import map_elites as me
@@ -148,6 +148,32 @@ def test_adam_gradient_emitter_takes_optax_adam_steps_on_the_margin():
         em.Gradient(1, optimizer="lbfgs")
     with pytest.raises(InputError, match="objective"):
         em.Gradient(1, objective="hinge")
+
+
+def test_grow_edges_adds_the_connection_with_the_largest_gradient():
+    params, log_probs_fn = _linear()
+    enc = make_encoding("cppn", SHAPE, options={"max_nodes": 6, "max_edges": 10})[0]
+    genomes = jax.vmap(enc.init)(jax.random.split(jax.random.key(0), K))
+    for i in range(6):  # hidden nodes, so that new connections are possible
+        keys = jax.random.split(jax.random.key(10 + i), K)
+        genomes = jax.vmap(enc.mutate, in_axes=(0, 0, None))(keys, genomes, 0)
+    _, cand = jax.vmap(cppn.candidate_edges)(
+        jax.random.split(jax.random.key(1), K), genomes
+    )
+    assert np.all(np.asarray(cand).sum(1) >= 1)
+    archive = _archive(genomes, log_probs_fn(params, jax.vmap(enc.decode)(genomes)))
+    ctx = em.Context(enc, log_probs_fn, params, 4, jnp.int32(1))
+    emitter = em.Gradient(4, steps=1, step_size=1e-6, genes="cppn", grow_edges=1)
+    assert emitter.forward_backwards == 4 * 2  # scoring the candidates + 1 step
+    out = jax.jit(lambda k: emitter.emit(k, archive, ctx))(jax.random.key(2))
+    before = np.asarray(genomes.edge_on).sum(1)
+    targets = np.asarray(
+        em.needy_cells(jax.random.split(jax.random.key(2), 3)[0], archive, 4)
+    )
+    after = np.asarray(out.offspring.edge_on).sum(1)
+    np.testing.assert_array_equal(after, before[targets] + 1)  # one edge each
+    with pytest.raises(InputError, match="grow_edges"):
+        em.Gradient(1, genes="direct", grow_edges=1)
 
 
 def _tiny_run(emitters, population=16, gens=4, many=None):

@@ -264,6 +264,37 @@ def delete_node(key: jax.Array, g: Genome, spec: Spec) -> Genome:
     return _select(ok, new, g)
 
 
+def candidate_edges(key: jax.Array, g: Genome) -> tuple[Genome, jax.Array]:
+    """Fills every free edge slot with a distinct random new edge ``s -> d``
+    (used nodes, ``order[s] < order[d]``, not yet linked) of weight 0, so the
+    image is unchanged and a gradient with respect to the weights scores every
+    candidate connection at once. Returns the genome and ``[E]`` bool: which
+    slots are candidates."""
+    n = g.node_used.shape[0]
+    linked = jnp.zeros((n, n), bool).at[g.src, g.dst].max(g.edge_on)
+    allowed = (
+        g.node_used[:, None]
+        & g.node_used[None, :]
+        & (g.order[:, None] < g.order[None, :])
+        & ~linked
+    ).reshape(-1)
+    score = jnp.where(allowed, jax.random.uniform(key, allowed.shape), -1.0)
+    ranked = jnp.argsort(-score)  # the allowed pairs first, in random order
+    free = ~g.edge_on
+    k = jnp.clip(jnp.cumsum(free) - 1, 0, n * n - 1)  # k-th free slot
+    pair = ranked[k]
+    cand = free & (score[pair] >= 0.0)
+    return (
+        g.replace(
+            src=jnp.where(cand, pair // n, g.src).astype(jnp.int32),
+            dst=jnp.where(cand, pair % n, g.dst).astype(jnp.int32),
+            weight=jnp.where(cand, 0.0, g.weight),
+            edge_on=g.edge_on | cand,
+        ),
+        cand,
+    )
+
+
 def mutate(key: jax.Array, g: Genome, spec: Spec) -> Genome:
     """One NEAT-style mutation of one genome (see the module docstring)."""
     keys = jax.random.split(key, 9)

@@ -173,6 +173,11 @@ class Genes(NamedTuple):
     mask: Callable[[Any], jax.Array]
     low: float
     high: float
+    # optional, for ``grow_edges``: (key, genome) -> (genome with candidate
+    # genes at a neutral value, [genes] bool candidates), and (genome, keep
+    # [genes] bool) -> genome without the candidates not kept
+    candidates: Callable | None = None
+    restrict: Callable | None = None
 
 
 def _direct_set(genome, x):
@@ -199,9 +204,21 @@ def _cppn_mask(g):
     return g.edge_on
 
 
+def _cppn_restrict(g, keep):
+    return g.replace(edge_on=g.edge_on & keep)
+
+
 GENES = {
     "direct": Genes(_direct_get, _direct_set, _all, direct.LOW, direct.HIGH),
-    "cppn": Genes(_cppn_get, _cppn_set, _cppn_mask, cppn.WEIGHT_LOW, cppn.WEIGHT_HIGH),
+    "cppn": Genes(
+        _cppn_get,
+        _cppn_set,
+        _cppn_mask,
+        cppn.WEIGHT_LOW,
+        cppn.WEIGHT_HIGH,
+        cppn.candidate_edges,
+        _cppn_restrict,
+    ),
 }
 
 
@@ -298,6 +315,12 @@ class Gradient:
     # the ``steps`` of one offspring, learning rate = the drawn step size)
     optimizer: str = "sign"
     objective: str = "log_p"  # a key of OBJECTIVES (``target_objective``)
+    # > 0 (CPPN genes): before the steps, every free edge slot gets a random
+    # new connection of weight 0 (``cppn.candidate_edges``: the image is
+    # unchanged), one forward + backward scores them all, and the
+    # ``grow_edges`` with the largest |gradient| are kept: a structural
+    # mutation chosen by the gradient, then polished by the steps
+    grow_edges: int = 0
 
     def __post_init__(self):
         if self.genes not in GENES:
@@ -308,6 +331,13 @@ class Gradient:
             raise InputError(
                 f"unknown gradient optimizer '{self.optimizer}' (known: "
                 f"{', '.join(OPTIMIZERS)})"
+            )
+        if int(self.grow_edges) < 0:
+            raise InputError(f"gradient grow_edges must be >= 0, got {self.grow_edges}")
+        if self.grow_edges and GENES[self.genes].candidates is None:
+            raise InputError(
+                f"gradient grow_edges needs genes with connections (cppn), not "
+                f"'{self.genes}'"
             )
         if self.objective not in OBJECTIVES:
             raise InputError(
@@ -325,7 +355,7 @@ class Gradient:
 
     @property
     def forward_backwards(self) -> int:
-        return self.count * self.steps
+        return self.count * (self.steps + (1 if self.grow_edges else 0))
 
     def num_extra(self) -> int:
         return self.count * (self.steps - 1)
@@ -347,6 +377,22 @@ class Gradient:
             genomes = jax.vmap(ctx.encoding.mutate, in_axes=(0, 0, None))(
                 keys, genomes, ctx.generation
             )
+        if self.grow_edges:
+            keys = jax.random.split(jax.random.fold_in(k_step, 2), n)
+            genomes, cand = jax.vmap(genes.candidates)(keys, genomes)
+            g, _ = target_grad(
+                ctx,
+                genes,
+                genomes,
+                jax.vmap(genes.get)(genomes),
+                targets,
+                self.objective,
+            )
+            score = jnp.where(cand, jnp.abs(g), -1.0)
+            k = min(int(self.grow_edges), score.shape[1])
+            kth = jax.lax.top_k(score, k)[0][:, -1:]
+            keep = ~cand | ((score >= kth) & (score > 0))
+            genomes = jax.vmap(genes.restrict)(genomes, keep)
         x0 = jax.vmap(genes.get)(genomes)
         mask = jax.vmap(genes.mask)(genomes)
         span = genes.high - genes.low

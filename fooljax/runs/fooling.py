@@ -132,6 +132,12 @@ class FoolingConfig:
         "logsumexp of the other classes: its gradient does not fade as p -> 1).",
         choices=em.OBJECTIVES,
     )
+    gradient_grow_edges: int = opt(
+        0,
+        "Gradient emitter, CPPN: before the steps, add the N new connections "
+        "whose weight's gradient is largest (of a random candidate in every "
+        "free edge slot); 0 = none.",
+    )
     tune_eta: float = opt(
         60.0,
         "tune:N emitter: polynomial mutation index of the continuous genes "
@@ -183,6 +189,7 @@ class FoolingConfig:
             crossover_rate=(0, 1),
             crossover_eta=(0, None),
             gradient_steps=(1, None),
+            gradient_grow_edges=(0, None),
             gradient_step_size=dict(lo=0, lo_open=True),
             tune_eta=(0, None),
             tune_rate=dict(lo=0, hi=1, lo_open=True),
@@ -217,6 +224,7 @@ class FoolingConfig:
             step_size=float(self.gradient_step_size),
             optimizer=self.gradient_optimizer,
             objective=self.gradient_objective,
+            grow_edges=int(self.gradient_grow_edges),
             genes="cppn" if self.encoding == "cppn" else "direct",
             tune_options={
                 "genes": "cppn" if self.encoding == "cppn" else "direct",
