@@ -177,11 +177,10 @@ def _linked_to(g: Genome, d) -> jax.Array:
     return jnp.zeros(g.node_used.shape, bool).at[g.src].max(hit)
 
 
-def add_connection(key: jax.Array, g: Genome, spec: Spec) -> Genome:
-    """A new edge, uniform over all pairs ``s -> d`` of used nodes with
-    ``order[s] < order[d]`` that are not connected yet; weight uniform."""
-    k_pair, k_slot, k_w = jax.random.split(key, 3)
-    n = spec.max_nodes
+def _new_pairs(g: Genome) -> jax.Array:
+    """``[N * N]`` bool, row-major ``(s, d)``: the connections that may be
+    added (used nodes, ``order[s] < order[d]``, not linked yet)."""
+    n = g.node_used.shape[0]
     linked = jnp.zeros((n, n), bool).at[g.src, g.dst].max(g.edge_on)
     allowed = (
         g.node_used[:, None]
@@ -189,7 +188,15 @@ def add_connection(key: jax.Array, g: Genome, spec: Spec) -> Genome:
         & (g.order[:, None] < g.order[None, :])
         & ~linked
     )
-    pair, ok_pair = _pick(k_pair, allowed.reshape(-1))
+    return allowed.reshape(-1)
+
+
+def add_connection(key: jax.Array, g: Genome, spec: Spec) -> Genome:
+    """A new edge, uniform over all pairs ``s -> d`` of used nodes with
+    ``order[s] < order[d]`` that are not connected yet; weight uniform."""
+    k_pair, k_slot, k_w = jax.random.split(key, 3)
+    n = spec.max_nodes
+    pair, ok_pair = _pick(k_pair, _new_pairs(g))
     s, d = pair // n, pair % n
     slot, ok_slot = _pick(k_slot, ~g.edge_on)
     w = jax.random.uniform(k_w, (), jnp.float32, WEIGHT_LOW, WEIGHT_HIGH)
@@ -271,13 +278,7 @@ def candidate_edges(key: jax.Array, g: Genome) -> tuple[Genome, jax.Array]:
     candidate connection at once. Returns the genome and ``[E]`` bool: which
     slots are candidates."""
     n = g.node_used.shape[0]
-    linked = jnp.zeros((n, n), bool).at[g.src, g.dst].max(g.edge_on)
-    allowed = (
-        g.node_used[:, None]
-        & g.node_used[None, :]
-        & (g.order[:, None] < g.order[None, :])
-        & ~linked
-    ).reshape(-1)
+    allowed = _new_pairs(g)
     score = jnp.where(allowed, jax.random.uniform(key, allowed.shape), -1.0)
     ranked = jnp.argsort(-score)  # the allowed pairs first, in random order
     free = ~g.edge_on

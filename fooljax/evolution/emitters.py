@@ -323,26 +323,21 @@ class Gradient:
     grow_edges: int = 0
 
     def __post_init__(self):
-        if self.genes not in GENES:
-            raise InputError(
-                f"unknown gradient genes '{self.genes}' (known: {', '.join(GENES)})"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(
-                f"unknown gradient optimizer '{self.optimizer}' (known: "
-                f"{', '.join(OPTIMIZERS)})"
-            )
+        for what, value, known in (
+            ("genes", self.genes, tuple(GENES)),
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("objective", self.objective, OBJECTIVES),
+        ):
+            if value not in known:
+                raise InputError(
+                    f"unknown gradient {what} '{value}' (known: {', '.join(known)})"
+                )
         if int(self.grow_edges) < 0:
             raise InputError(f"gradient grow_edges must be >= 0, got {self.grow_edges}")
         if self.grow_edges and GENES[self.genes].candidates is None:
             raise InputError(
                 f"gradient grow_edges needs genes with connections (cppn), not "
                 f"'{self.genes}'"
-            )
-        if self.objective not in OBJECTIVES:
-            raise InputError(
-                f"unknown gradient objective '{self.objective}' (known: "
-                f"{', '.join(OBJECTIVES)})"
             )
         if int(self.steps) < 1:
             raise InputError(f"gradient steps must be >= 1, got {self.steps}")
