@@ -51,8 +51,9 @@ flags.DEFINE_integer("eval_batch", 50, "Images per model call in the generation.
 flags.DEFINE_string(
     "emitters",
     "mutation",
-    "Emitter mix (as the experiments' --emitters), e.g. mutation:100,cmame:100; "
-    "gradient-free mixes only (the ratio is against forwards).",
+    "Emitter mix (as the experiments' --emitters), e.g. mutation:100,cmame:100 "
+    "or mutation:199,gradient_mut:1 (model_calls_ratio then counts its "
+    "forward + backward passes too).",
 )
 flags.DEFINE_integer("cmame_instances", 10, "CMA-ME instances (vmapped).")
 flags.DEFINE_integer("gradient_steps", 3, "Gradient emitters: steps.")
@@ -152,9 +153,12 @@ def main(argv):
     grad_emitters = [e for e in mix or () if e.forward_backwards]
 
     def gradient_calls(e):
-        """``e``'s model calls in one generation: ``steps`` forward + backward
-        passes on ``count`` offspring, laid out as ``e.emit`` lays them out."""
+        """``e``'s model calls in one generation: its ``forward_backwards``
+        (``steps`` per offspring, one more with ``grow_edges``) forward +
+        backward passes on ``count`` offspring, laid out as ``e.emit`` lays
+        them out."""
         genes = em.GENES[e.genes]
+        calls_per_row = e.forward_backwards // e.count
         rows = jax.tree_util.tree_map(lambda a: a[: e.count], pool)
         targets = jax.numpy.arange(e.count, dtype=jax.numpy.int32) % clf.num_classes
 
@@ -166,11 +170,11 @@ def main(argv):
                 g, _ = em.target_grad(ctx, genes, rows, x, targets, e.objective)
                 return jax.numpy.clip(x + 1e-6 * g, genes.low, genes.high), None
 
-            if e.steps <= em.UNROLL_STEPS:
-                for _ in range(e.steps):
+            if calls_per_row <= em.UNROLL_STEPS:
+                for _ in range(calls_per_row):
                     x, _ = one(x, None)
                 return x
-            return jax.lax.scan(one, x, None, e.steps)[0]
+            return jax.lax.scan(one, x, None, calls_per_row)[0]
 
         x0 = jax.vmap(genes.get)(rows)
         return lambda: calls(clf.params, x0)

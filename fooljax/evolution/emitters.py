@@ -242,11 +242,11 @@ def pad_rows(tree, m: int):
 
 
 OBJECTIVES = ("log_p", "margin")
+OPTIMIZERS = ("sign", "adam")
 # Up to this many gradient steps are unrolled (XLA:CPU runs a backward pass
 # inside a loop slower); more run as a ``lax.scan``, whose compile time does
 # not grow with the steps (20 unrolled CPPN + LeNet steps: minutes).
 UNROLL_STEPS = 4
-OPTIMIZERS = ("sign", "adam")
 
 
 def target_objective(lp: jax.Array, targets: jax.Array, objective: str = "log_p"):
