@@ -387,3 +387,184 @@ def test_runs_layer_resumes_a_cmame_run_bit_for_bit(tmp_path):
     assert whole["forward_equivalents"] == 16 * 7
     with pytest.raises(InputError, match="restart_from"):
         em.CMAME(8, restart_from="best")
+
+
+def test_depth_tell_keeps_the_best_genome_per_class_and_bin():
+    """``DepthMutation.tell``: every (class, brightness bin) cell holds the
+    best of the generation's offspring in that bin, and the main archive's
+    elites enter their own class's row; strictly better replaces."""
+    e = em.DepthMutation(4, descriptor="brightness")
+    genome = jnp.zeros(SHAPE)
+    state = e.init_state(genome, K)
+    assert state.fitness.shape == (K, em.BRIGHTNESS_BINS)
+    assert state.genomes.shape == (K, em.BRIGHTNESS_BINS, *SHAPE)
+    assert not np.any(np.isfinite(np.asarray(state.fitness)))
+    # four offspring: two dark (bin 0), two bright (bin 15)
+    levels = jnp.array([1.0, 2.0, 250.0, 254.0])
+    offspring = jnp.broadcast_to(levels[:, None, None, None], (4, *SHAPE))
+    lp = jnp.log(
+        jnp.array(
+            [
+                [0.5, 0.1, 0.2, 0.2],
+                [0.6, 0.3, 0.05, 0.05],
+                [0.1, 0.7, 0.1, 0.1],
+                [0.3, 0.2, 0.25, 0.25],
+            ]
+        )
+    )
+    # the main archive: class 3's elite, mid grey (bin 8), p 0.9
+    elites = jnp.broadcast_to(
+        jnp.array([0.0, 0.0, 0.0, 130.0])[:, None, None, None], (K, *SHAPE)
+    )
+    archive = me.Archive(
+        genomes=elites,
+        fitness=jnp.log(jnp.array([0.01, 0.01, 0.01, 0.9])),
+        found_at=jnp.zeros((K,), jnp.int32),
+    )
+    new = e.tell(state, offspring, lp, archive)
+    f = np.exp(np.asarray(new.fitness))
+    np.testing.assert_allclose(f[:, 0], [0.6, 0.3, 0.2, 0.2], rtol=1e-6)
+    np.testing.assert_allclose(f[:, 15], [0.3, 0.7, 0.25, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(f[3, 8], 0.9, rtol=1e-6)  # the elite, own row only
+    assert not np.any(np.isfinite(np.asarray(new.fitness)[:3, 8]))
+    g = np.asarray(new.genomes)[:, :, 0, 0, 0]
+    assert list(g[:, 0]) == [2.0, 2.0, 1.0, 1.0]
+    assert list(g[:, 15]) == [254.0, 250.0, 254.0, 254.0]
+    # a worse offspring in an occupied cell changes nothing; ties keep
+    again = e.tell(new, offspring[:1], lp[1:2], archive)
+    for x, y in zip(
+        jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(new), strict=True
+    ):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_depth_emits_mutants_of_its_own_rows_and_falls_back_to_the_elite():
+    """With every needy row empty, parents are the cells' elites; once a row
+    holds genomes, every parent comes from an occupied bin of it."""
+    enc = direct_encoding()
+    e = em.DepthMutation(64, descriptor="brightness")
+    elites = jnp.broadcast_to(
+        jnp.array([10.0, 60.0, 120.0, 200.0])[:, None, None, None], (K, *SHAPE)
+    )
+    archive = me.Archive(
+        genomes=elites,
+        fitness=jnp.log(jnp.array([0.999, 0.999, 0.5, 0.999])),
+        found_at=jnp.zeros((K,), jnp.int32),
+    )
+    ctx = em.Context(enc, None, None, 8, jnp.asarray(1))
+    state = e.init_state(elites[0], K)
+    out, asked = e.emit(jax.random.key(0), archive, ctx, state)
+    assert out.offspring.shape == (64, *SHAPE)
+    means = np.asarray(out.offspring).reshape(64, -1).mean(axis=1)
+    # mostly class 2's elite (grey 120), mutated: 10% of genes moved
+    assert np.mean(np.abs(means - 120) < 25) > 0.5
+    # class 2's row: two lineages, both far from its elite's brightness
+    lineage = jnp.broadcast_to(
+        jnp.array([3.0, 252.0])[:, None, None, None], (2, *SHAPE)
+    )
+    state = state._replace(
+        genomes=state.genomes.at[2, 0].set(lineage[0]).at[2, 15].set(lineage[1]),
+        fitness=state.fitness.at[2, 0].set(jnp.log(0.3)).at[2, 15].set(jnp.log(0.2)),
+    )
+    out, _ = e.emit(jax.random.key(1), archive, ctx, state)
+    means = np.asarray(out.offspring).reshape(64, -1).mean(axis=1)
+    from_row = (np.abs(means - 3) < 40) | (np.abs(means - 252) < 40)
+    assert from_row.mean() > 0.8  # class 2 has ~all the need
+    assert np.any(np.abs(means - 3) < 40) and np.any(np.abs(means - 252) < 40)
+    with pytest.raises(InputError, match="depth descriptor"):
+        em.DepthMutation(4, descriptor="size")
+
+
+def test_depth_mix_climbs_and_resumes_through_the_runs_layer(tmp_path):
+    """``mutation:8,mutation_depth:8`` on a CPPN: its second archive fills
+    (the elites' rows included), an interrupted run resumes bit for bit, the
+    chunk does not recompile."""
+    mix = em.parse("mutation:8,mutation_depth:4,gradient_depth:4", 16, steps=2)
+    assert mix[1:] == (em.DepthMutation(4), em.GradientDepth(4, steps=2))
+    state, run, params = _tiny_run(
+        (
+            em.Mutation(8),
+            em.DepthMutation(4, descriptor="brightness"),
+            em.GradientDepth(4, steps=2, descriptor="brightness"),
+        )
+    )
+    for depth0 in state.emitter_states[1:]:
+        assert not np.any(np.isfinite(np.asarray(depth0.fitness)))
+    f0 = np.asarray(state.archive.fitness)
+    a, _ = run(state, params, 3)
+    with count_compiles() as c:
+        a, _ = run(a, params, 3)
+    assert c.count == 0, c.names
+    f1 = np.asarray(a.archive.fitness)
+    assert np.all(f1 >= f0) and np.any(f1 > f0)
+    for depth in a.emitter_states[1:]:
+        d = np.asarray(depth.fitness)
+        # every class's row holds at least its elite, never better than it
+        best = d.max(axis=1)
+        assert np.all(np.isfinite(best))
+        np.testing.assert_array_less(best, f1 + 1e-6)
+        assert np.isfinite(d).sum() > K
+    with pytest.raises(InputError, match="depth descriptor"):
+        em.GradientDepth(4, descriptor="size")
+
+    _, params, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
+    clf = models.Classifier(logits_fn, params, SHAPE, K, "tiny")
+    cfg = fooling.FoolingConfig(
+        encoding="cppn",
+        population=16,
+        eval_batch=8,
+        generations=6,
+        log_every=3,
+        checkpoint_every=3,
+        emitters="mutation:8,mutation_depth:8",
+    )
+    whole = fooling.run(cfg, str(tmp_path / "a"), classifier=clf)
+    fooling.run(cfg, str(tmp_path / "b"), classifier=clf, stop_after=3)
+    resumed = fooling.run(cfg, str(tmp_path / "b"), classifier=clf)
+    assert resumed["confidence"] == whole["confidence"]
+    assert whole["emitters"][1] == {
+        "emitter": "mutation_depth",
+        "count": 8,
+        "descriptor": "nodes",
+    }
+    assert whole["forward_equivalents"] == 16 * 7
+
+
+def test_depth_insert_matches_a_loop_over_cells():
+    """``depth_insert`` on random scores with ties and empty bins equals a
+    plain loop: per (class, bin) the first best candidate, if strictly better
+    than the cell's incumbent."""
+    rng = np.random.default_rng(0)
+    c, d = 30, em.BRIGHTNESS_BINS
+    levels = rng.choice([5.0, 40.0, 100.0, 250.0], size=c)  # 4 of the 16 bins
+    off = np.array(np.broadcast_to(levels[:, None, None, None], (c, *SHAPE)))
+    off[:, 0, 1, 0] = levels + np.arange(c) / 8  # tells tied offspring apart
+    offspring = jnp.asarray(off)
+    lp = np.log(rng.choice([0.1, 0.2, 0.3], size=(c, K))).astype(np.float32)
+    lp[3, 1] = np.nan  # a NaN log-prob never enters
+    fit0 = np.full((K, d), -np.inf, np.float32)
+    fit0[:, 1] = np.log(0.25)  # bin 1 (grey 16-31): incumbents
+    fit0[2, 6] = np.log(0.5)  # an incumbent that beats every offspring
+    state = em.DepthState(jnp.full((K, d, *SHAPE), -1.0), jnp.asarray(fit0))
+    archive = me.Archive(
+        genomes=jnp.full((K, *SHAPE), 20.0),  # bin 1
+        fitness=jnp.log(jnp.array([0.2, 0.26, 0.3, 0.1])),
+        found_at=jnp.zeros((K,), jnp.int32),
+    )
+    new = em.depth_insert("brightness", state, offspring, jnp.asarray(lp), archive)
+    bins = np.floor(levels / 255 * d).astype(int)
+    cand_bins = np.concatenate([bins, np.full(K, 1)])
+    cand_gene = np.concatenate([off[:, 0, 1, 0], np.full(K, 20.0)])
+    own = np.where(np.eye(K, dtype=bool), np.asarray(archive.fitness)[:, None], -np.inf)
+    score = np.concatenate([np.where(np.isnan(lp), -np.inf, lp), own])
+    want_f, want_g = fit0.copy(), np.full((K, d), -1.0)
+    for k in range(K):
+        for b in range(d):
+            rows = [i for i in range(c + K) if cand_bins[i] == b]
+            if not rows:
+                continue
+            i = max(rows, key=lambda r: (score[r, k], -r))
+            if score[i, k] > fit0[k, b]:
+                want_f[k, b], want_g[k, b] = score[i, k], cand_gene[i]
+    np.testing.assert_array_equal(np.asarray(new.fitness), want_f)
+    np.testing.assert_array_equal(np.asarray(new.genomes)[:, :, 0, 1, 0], want_g)

@@ -355,18 +355,23 @@ class Gradient:
     def num_extra(self) -> int:
         return self.count * (self.steps - 1)
 
-    def emit(self, key, archive, ctx: Context) -> Emitted:
-        genes = GENES[self.genes]
-        n = self.count
-        k_target, k_parent, k_step = jax.random.split(key, 3)
-        targets = needy_cells(k_target, archive, n)
-        uniform = select_parents(k_parent, archive, n)
+    def _parents(self, key, archive, targets, state):
+        """The genomes the ascents start from (before ``mutate_first``): the
+        targets' elites, or (``any_parent``) uniformly drawn ones."""
+        uniform = select_parents(key, archive, targets.shape[0])
         parents = (
             uniform
             if self.any_parent
             else jnp.where(archive.fitness[targets] > -jnp.inf, targets, uniform)
         )
-        genomes = jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
+        return jax.tree_util.tree_map(lambda a: a[parents], archive.genomes)
+
+    def emit(self, key, archive, ctx: Context, state=None) -> Emitted:
+        genes = GENES[self.genes]
+        n = self.count
+        k_target, k_parent, k_step = jax.random.split(key, 3)
+        targets = needy_cells(k_target, archive, n)
+        genomes = self._parents(k_parent, archive, targets, state)
         if self.mutate_first:
             keys = jax.random.split(jax.random.fold_in(k_step, 1), n)
             genomes = jax.vmap(ctx.encoding.mutate, in_axes=(0, 0, None))(
@@ -496,6 +501,180 @@ class Tune(ForwardOnly):
         return Emitted(jax.vmap(genes.set)(genomes, x))
 
 
+# Second descriptors of a genome for ``DepthMutation``: (genome -> int32 bin,
+# genome -> number of bins). "nodes": a CPPN's used nodes; "edges": its enabled
+# connections; "structure": both (nodes x edges bins); "brightness": a direct
+# genome's mean gene, 16 bins.
+def _nodes_bin(g):
+    return jnp.sum(g.node_used).astype(jnp.int32)
+
+
+def _edges_bin(g):
+    return jnp.sum(g.edge_on).astype(jnp.int32)
+
+
+BRIGHTNESS_BINS = 16
+
+
+def _brightness_bin(g):
+    u = (jnp.mean(g) - direct.LOW) / (direct.HIGH - direct.LOW)
+    return jnp.clip(jnp.floor(u * BRIGHTNESS_BINS), 0, BRIGHTNESS_BINS - 1).astype(
+        jnp.int32
+    )
+
+
+def _structure_bin(g):
+    return _nodes_bin(g) * (g.edge_on.shape[-1] + 1) + _edges_bin(g)
+
+
+DESCRIPTORS = {
+    "nodes": (_nodes_bin, lambda g: g.node_used.shape[-1] + 1),
+    "edges": (_edges_bin, lambda g: g.edge_on.shape[-1] + 1),
+    "structure": (
+        _structure_bin,
+        lambda g: (g.node_used.shape[-1] + 1) * (g.edge_on.shape[-1] + 1),
+    ),
+    "brightness": (_brightness_bin, lambda g: BRIGHTNESS_BINS),
+}
+
+
+class DepthState(NamedTuple):
+    """``DepthMutation``'s second archive: per class ``k`` and descriptor bin
+    ``d`` the best genome seen (leaves ``[K, D, ...]``) and its log p(k)
+    (``fitness [K, D]``, -inf = empty)."""
+
+    genomes: Any
+    fitness: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthMutation(ForwardOnly):
+    """``mutation_depth:N``: archive depth. The emitter keeps a second archive,
+    class x ``descriptor`` bin (for a CPPN: how many nodes it uses), of the best
+    genome per cell among every offspring of the generation and the main
+    archive's elites; its ``N`` offspring are the paper's mutation of a parent
+    drawn uniformly from the occupied bins of a needy class's row
+    (``needy_cells``). So a class keeps lineages of other structures than its
+    elite's, each the best of its size, and mutation climbs them too: the main
+    archive keeps one elite per class, and when that elite sits at the optimum
+    of its structure, all of the needy emitters' offspring were its variants."""
+
+    count: int
+    descriptor: str = "nodes"  # a key of DESCRIPTORS
+
+    sees_all: ClassVar[bool] = True  # ``tell`` takes the whole generation
+
+    def __post_init__(self):
+        if self.descriptor not in DESCRIPTORS:
+            raise InputError(
+                f"unknown depth descriptor '{self.descriptor}' "
+                f"(known: {', '.join(DESCRIPTORS)})"
+            )
+
+    def init_state(self, genome, num_classes: int) -> DepthState:
+        """An empty second archive for genomes shaped like ``genome``."""
+        d = DESCRIPTORS[self.descriptor][1](genome)
+        return DepthState(
+            jax.tree_util.tree_map(
+                lambda a: jnp.zeros((num_classes, d, *a.shape), a.dtype), genome
+            ),
+            jnp.full((num_classes, d), -jnp.inf, jnp.float32),
+        )
+
+    def emit(self, key, archive, ctx: Context, state: DepthState):
+        k_pick, k_mut = jax.random.split(key)
+        genomes = depth_parents(k_pick, archive, state, self.count)
+        keys = jax.random.split(k_mut, self.count)
+        offspring = jax.vmap(ctx.encoding.mutate, in_axes=(0, 0, None))(
+            keys, genomes, ctx.generation
+        )
+        return Emitted(offspring), state
+
+    def tell(self, state: DepthState, offspring, lp, archive_before) -> DepthState:
+        """``depth_insert``: the whole generation's offspring and the main
+        archive's elites offered to the second archive."""
+        return depth_insert(self.descriptor, state, offspring, lp, archive_before)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientDepth(Gradient):
+    """``gradient_depth:N``: ``gradient_mut``'s mutate-then-ascend, but the
+    parent is drawn from a needy class's row of a second class x
+    ``descriptor`` archive (``DepthMutation``'s, kept by this emitter): the
+    gradient polishes mutants of the class's other structures, not only of its
+    elite."""
+
+    descriptor: str = "nodes"
+    mutate_first: ClassVar[bool] = True
+    sees_all: ClassVar[bool] = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        DepthMutation(1, self.descriptor)  # checks the descriptor
+
+    def init_state(self, genome, num_classes: int) -> DepthState:
+        return DepthMutation(1, self.descriptor).init_state(genome, num_classes)
+
+    def _parents(self, key, archive, targets, state):
+        return depth_parents(key, archive, state, targets.shape[0], targets)
+
+    def emit(self, key, archive, ctx: Context, state=None):
+        return super().emit(key, archive, ctx, state), state
+
+    def tell(self, state: DepthState, offspring, lp, archive_before) -> DepthState:
+        return depth_insert(self.descriptor, state, offspring, lp, archive_before)
+
+
+def depth_parents(key, archive, state: DepthState, n: int, cells=None):
+    """``n`` genomes from a second archive: for each of ``cells`` (default:
+    ``needy_cells``) a uniformly drawn occupied bin of its row; a row still
+    empty gives the cell's elite (or, empty too, a uniform one)."""
+    k_cell, k_bin, k_uni = jax.random.split(key, 3)
+    if cells is None:
+        cells = needy_cells(k_cell, archive, n)
+    occ = state.fitness[cells] > -jnp.inf  # [n, D]
+    bins = jax.random.categorical(k_bin, jnp.where(occ, 0.0, -jnp.inf))
+    have = jnp.any(occ, axis=1)
+    bins = jnp.where(have, bins, 0)
+    uniform = select_parents(k_uni, archive, n)
+    elite = jnp.where(archive.fitness[cells] > -jnp.inf, cells, uniform)
+    return jax.tree_util.tree_map(
+        lambda s, a: jnp.where(
+            have.reshape((-1,) + (1,) * (a.ndim - 1)), s[cells, bins], a[elite]
+        ),
+        state.genomes,
+        archive.genomes,
+    )
+
+
+def depth_insert(descriptor: str, state: DepthState, offspring, lp, archive_before):
+    """Offers ``offspring`` (leaves ``[P, ...]``, ``lp [P, K]``) and the main
+    archive's elites (each to its own class) to every (class, ``descriptor``
+    bin) cell of ``state``; strictly better replaces."""
+    k = archive_before.fitness.shape[0]
+    cand = jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([a, b]), offspring, archive_before.genomes
+    )
+    own = jnp.where(jnp.eye(k, dtype=bool), archive_before.fitness[:, None], -jnp.inf)
+    score = jnp.concatenate([jnp.where(jnp.isnan(lp), -jnp.inf, lp), own])
+    desc = jax.vmap(DESCRIPTORS[descriptor][0])(cand)  # [C]
+    c, d = score.shape[0], state.fitness.shape[1]
+    # per (bin, class): the best score and the first candidate that has it
+    best_fit = jax.ops.segment_max(score, desc, num_segments=d)  # [D, K]
+    first = jnp.where(score == best_fit[desc], jnp.arange(c)[:, None], c)  # [C, K]
+    best = jnp.minimum(jax.ops.segment_min(first, desc, num_segments=d), c - 1).T
+    best_fit = best_fit.T  # [K, D]; an empty bin: -inf (never better)
+    better = best_fit > state.fitness
+    genomes = jax.tree_util.tree_map(
+        lambda s, c: jnp.where(
+            better.reshape(better.shape + (1,) * (s.ndim - 2)), c[best], s
+        ),
+        state.genomes,
+        cand,
+    )
+    return DepthState(genomes, jnp.where(better, best_fit, state.fitness))
+
+
 STRATEGIES = es_lib.STRATEGIES
 
 
@@ -588,7 +767,7 @@ class CMAME(ForwardOnly):
         """(evosax strategy, its params) for genes shaped like ``template``."""
         return _strategy(self.strategy, self.batch, tuple(template.shape), self.genes)
 
-    def init_state(self, genome) -> CMAState:
+    def init_state(self, genome, num_classes: int = 0) -> CMAState:
         """Fresh state for a genome shaped like ``genome`` (one, no batch axis):
         every instance restarts (from a random elite) at its first ask."""
         genes = GENES[self.genes]
@@ -694,6 +873,8 @@ EMITTERS = {
     "gradient_mut": GradientMutated,
     "tune": Tune,
     "cmame": CMAME,
+    "mutation_depth": DepthMutation,
+    "gradient_depth": GradientDepth,
 }
 _NAMES = {cls: name for name, cls in EMITTERS.items()}  # as --emitters spells them
 
@@ -703,6 +884,7 @@ def parse(
     population: int,
     cmame_options: dict | None = None,
     tune_options: dict | None = None,
+    depth_options: dict | None = None,
     **gradient_options,
 ) -> tuple:
     """``"mutation:150,gradient:50"`` -> ``(Mutation(150), Gradient(50, ...))``;
@@ -735,6 +917,8 @@ def parse(
             "gradient_any": gradient_options,
             "gradient_mut": gradient_options,
             "tune": tune_options or {},
+            "mutation_depth": depth_options or {},
+            "gradient_depth": {**gradient_options, **(depth_options or {})},
             "cmame": cmame_options or {},
         }.get(name, {})
         out.append(EMITTERS[name](n, **opts))
@@ -766,10 +950,14 @@ def is_stateful(emitters) -> bool:
     return emitters is not None and any(hasattr(e, "tell") for e in emitters)
 
 
-def init_states(emitters, genome) -> tuple:
+def init_states(emitters, genome, num_classes: int) -> tuple:
     """Each emitter's initial state (``None`` for a stateless one) for genomes
-    shaped like ``genome`` (one genome, no batch axis)."""
-    return tuple(e.init_state(genome) if hasattr(e, "tell") else None for e in emitters)
+    shaped like ``genome`` (one genome, no batch axis) and an archive of
+    ``num_classes`` cells."""
+    return tuple(
+        e.init_state(genome, num_classes) if hasattr(e, "tell") else None
+        for e in emitters
+    )
 
 
 def emit_all(emitters, key, archive, ctx: Context, states=()):
@@ -796,13 +984,16 @@ def emit_all(emitters, key, archive, ctx: Context, states=()):
     return offspring, extra, jnp.concatenate([o.extra_lp for o in extras]), tuple(asked)
 
 
-def tell_all(emitters, asked, lp, archive_before) -> tuple:
+def tell_all(emitters, asked, lp, archive_before, offspring=None) -> tuple:
     """The stateful emitters' new states from their offspring's log-probs
     (``lp: [P, K]``, the offspring in ``emit_all``'s order) and the archive
-    the generation started from."""
+    the generation started from; an emitter with ``sees_all`` gets the whole
+    generation (``offspring``, leaves ``[P, ...]``, and ``lp``)."""
     out, start = [], 0
     for e, a in zip(emitters, asked, strict=True):
-        if hasattr(e, "tell"):
+        if getattr(e, "sees_all", False):
+            out.append(e.tell(a, offspring, lp, archive_before))
+        elif hasattr(e, "tell"):
             out.append(e.tell(a, lp[start : start + e.count], archive_before))
         else:
             out.append(None)

@@ -404,7 +404,9 @@ def _init_runs(
         state = each(
             lambda s: s.replace(
                 emitter_states=em.init_states(
-                    emitters, jax.tree_util.tree_map(lambda a: a[0], s.archive.genomes)
+                    emitters,
+                    jax.tree_util.tree_map(lambda a: a[0], s.archive.genomes),
+                    num_classes,
                 )
             )
         )(state)
@@ -439,10 +441,10 @@ def _step_runs(
     lp = _score_runs(many, log_probs_fn, params, encoding, offspring, layout)
     if em.is_stateful(emitters):
         state = each(
-            lambda s, a, l_: s.replace(
-                emitter_states=em.tell_all(emitters, a, l_, s.archive)
+            lambda s, a, l_, o: s.replace(
+                emitter_states=em.tell_all(emitters, a, l_, s.archive, o)
             )
-        )(state, asked, lp)
+        )(state, asked, lp, offspring)
     return each(_accept)(state, offspring, lp, extra, extra_lp)
 
 

@@ -112,7 +112,8 @@ class FoolingConfig:
         "mutation_needy:N draws parents with weight 1 - p; gradient_any:N "
         "ascends from any elite, gradient_mut:N from a mutated copy of the "
         "needy class's elite; tune:N perturbs only the continuous genes of "
-        "needy elites finely (--tune_eta).",
+        "needy elites finely (--tune_eta); mutation_depth:N mutates parents "
+        "from a second class x --depth_descriptor archive.",
     )
     gradient_steps: int = opt(
         3, "Gradient emitter: ascent steps on log p(class) per offspring."
@@ -144,6 +145,14 @@ class FoolingConfig:
         "(larger = finer steps; the paper's mutation uses --mutation_eta).",
     )
     tune_rate: float = opt(0.1, "tune:N emitter: per-gene mutation probability.")
+    depth_descriptor: str = opt(
+        "auto",
+        "mutation_depth:N emitter: the second descriptor of its class x bin "
+        "archive: 'nodes', 'edges' or both ('structure') a CPPN uses, "
+        "'brightness' (direct); "
+        "'auto' = nodes (cppn) or brightness (direct).",
+        choices=("auto", *em.DESCRIPTORS),
+    )
     cmame_instances: int = opt(
         1, "CMA-ME: emitter instances (vmapped); each gets cmame_count / instances."
     )
@@ -230,6 +239,11 @@ class FoolingConfig:
                 "genes": "cppn" if self.encoding == "cppn" else "direct",
                 "eta": float(self.tune_eta),
                 "rate": float(self.tune_rate),
+            },
+            depth_options={
+                "descriptor": self.depth_descriptor
+                if self.depth_descriptor != "auto"
+                else ("nodes" if self.encoding == "cppn" else "brightness")
             },
             cmame_options={
                 "instances": int(self.cmame_instances),
