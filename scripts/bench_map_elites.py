@@ -64,6 +64,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer("cppn_max_nodes", 16, "CPPN node capacity.")
 flags.DEFINE_integer("cppn_max_edges", 48, "CPPN edge capacity.")
 flags.DEFINE_string("cmame_strategy", "sep_cma_es", "CMA-ME evosax strategy.")
+flags.DEFINE_string(
+    "depth_descriptor",
+    "auto",
+    "mutation_depth/gradient_depth: nodes, edges, structure or brightness "
+    "(auto: nodes for cppn, brightness for direct).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -101,6 +107,9 @@ def main(argv):
             "instances": FLAGS.cmame_instances,
             "strategy": FLAGS.cmame_strategy,
             "genes": "cppn" if FLAGS.encoding == "cppn" else "direct",
+        },
+        depth_options={
+            "descriptor": em.depth_descriptor(FLAGS.depth_descriptor, FLAGS.encoding)
         },
         steps=FLAGS.gradient_steps,
         optimizer=FLAGS.gradient_optimizer,

@@ -538,6 +538,14 @@ DESCRIPTORS = {
 }
 
 
+def depth_descriptor(name: str, encoding: str) -> str:
+    """``name`` (a key of DESCRIPTORS, or "auto": "nodes" for a CPPN,
+    "brightness" for the direct encoding)."""
+    if name != "auto":
+        return name
+    return "nodes" if encoding == "cppn" else "brightness"
+
+
 class DepthState(NamedTuple):
     """``DepthMutation``'s second archive: per class ``k`` and descriptor bin
     ``d`` the best genome seen (leaves ``[K, D, ...]``) and its log p(k)

@@ -240,11 +240,7 @@ class FoolingConfig:
                 "eta": float(self.tune_eta),
                 "rate": float(self.tune_rate),
             },
-            depth_options={
-                "descriptor": self.depth_descriptor
-                if self.depth_descriptor != "auto"
-                else ("nodes" if self.encoding == "cppn" else "brightness")
-            },
+            depth_options={"descriptor": em.depth_descriptor(self.depth_descriptor, self.encoding)},
             cmame_options={
                 "instances": int(self.cmame_instances),
                 "sigma": float(self.cmame_sigma),
