@@ -362,10 +362,10 @@ def test_summary_counts_forward_equivalents(tmp_path):
     assert min(s["confidence"]) > 0
 
 
-def test_runs_layer_resumes_a_cmame_run_bit_for_bit(tmp_path):
-    """``--emitters=mutation:8,cmame:8`` through the runs layer: an interrupted
-    run resumed from its checkpoint ends with the archive of an uninterrupted
-    one; the summary names the mix and counts one forward per offspring."""
+def _resumes_bit_for_bit(tmp_path, **overrides):
+    """Runs a 6-generation tiny fooling config whole and interrupted after 3
+    then resumed; asserts equal confidences, returns the whole run's
+    summary."""
     _, params, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
     clf = models.Classifier(logits_fn, params, SHAPE, K, "tiny")
     cfg = fooling.FoolingConfig(
@@ -374,14 +374,25 @@ def test_runs_layer_resumes_a_cmame_run_bit_for_bit(tmp_path):
         generations=6,
         log_every=3,
         checkpoint_every=3,
-        emitters="mutation:8,cmame:8",
-        cmame_instances=2,
-        cmame_restart_from="needy",
+        **overrides,
     )
     whole = fooling.run(cfg, str(tmp_path / "a"), classifier=clf)
     fooling.run(cfg, str(tmp_path / "b"), classifier=clf, stop_after=3)
     resumed = fooling.run(cfg, str(tmp_path / "b"), classifier=clf)
     assert resumed["confidence"] == whole["confidence"]
+    return whole
+
+
+def test_runs_layer_resumes_a_cmame_run_bit_for_bit(tmp_path):
+    """``--emitters=mutation:8,cmame:8`` through the runs layer: an interrupted
+    run resumed from its checkpoint ends with the archive of an uninterrupted
+    one; the summary names the mix and counts one forward per offspring."""
+    whole = _resumes_bit_for_bit(
+        tmp_path,
+        emitters="mutation:8,cmame:8",
+        cmame_instances=2,
+        cmame_restart_from="needy",
+    )
     assert [e["emitter"] for e in whole["emitters"]] == ["mutation", "cmame"]
     assert whole["emitters"][1]["restart_from"] == "needy"
     assert whole["forward_equivalents"] == 16 * 7
@@ -507,21 +518,9 @@ def test_depth_mix_climbs_and_resumes_through_the_runs_layer(tmp_path):
     with pytest.raises(InputError, match="depth descriptor"):
         em.GradientDepth(4, descriptor="size")
 
-    _, params, logits_fn = tiny_classifier(num_classes=K, shape=SHAPE)
-    clf = models.Classifier(logits_fn, params, SHAPE, K, "tiny")
-    cfg = fooling.FoolingConfig(
-        encoding="cppn",
-        population=16,
-        eval_batch=8,
-        generations=6,
-        log_every=3,
-        checkpoint_every=3,
-        emitters="mutation:8,mutation_depth:8",
+    whole = _resumes_bit_for_bit(
+        tmp_path, encoding="cppn", emitters="mutation:8,mutation_depth:8"
     )
-    whole = fooling.run(cfg, str(tmp_path / "a"), classifier=clf)
-    fooling.run(cfg, str(tmp_path / "b"), classifier=clf, stop_after=3)
-    resumed = fooling.run(cfg, str(tmp_path / "b"), classifier=clf)
-    assert resumed["confidence"] == whole["confidence"]
     assert whole["emitters"][1] == {
         "emitter": "mutation_depth",
         "count": 8,
