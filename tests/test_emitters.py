@@ -484,6 +484,17 @@ def test_depth_emits_mutants_of_its_own_rows_and_falls_back_to_the_elite():
     assert np.any(np.abs(means - 3) < 40) and np.any(np.abs(means - 252) < 40)
     with pytest.raises(InputError, match="depth descriptor"):
         em.DepthMutation(4, descriptor="size")
+    # a descriptor of the other encoding: refused with its name, not a trace
+    with pytest.raises(InputError, match="describes cppn genomes"):
+        em.DepthMutation(4, descriptor="edges").init_state(elites[0], K)
+    spec = cppn.make_spec(SHAPE)
+    one_cppn = cppn.init(jax.random.key(0), spec)
+    with pytest.raises(InputError, match="describes direct genomes"):
+        em.DepthMutation(4, descriptor="brightness").init_state(one_cppn, K)
+    assert em.depth_descriptor("auto", "cppn") == "nodes"
+    assert em.depth_descriptor("edges", "cppn") == "edges"
+    with pytest.raises(InputError, match="not direct ones"):
+        em.depth_descriptor("edges", "direct")
 
 
 def test_depth_mix_climbs_and_resumes_through_the_runs_layer(tmp_path):

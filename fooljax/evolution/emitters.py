@@ -538,12 +538,37 @@ DESCRIPTORS = {
 }
 
 
+# the encoding each descriptor reads
+DESCRIPTOR_ENCODINGS = {
+    "nodes": "cppn",
+    "edges": "cppn",
+    "structure": "cppn",
+    "brightness": "direct",
+}
+
+
+def _check_descriptor(name: str) -> None:
+    if name not in DESCRIPTORS:
+        raise InputError(
+            f"unknown depth descriptor '{name}' (known: {', '.join(DESCRIPTORS)})"
+        )
+
+
 def depth_descriptor(name: str, encoding: str) -> str:
     """``name`` (a key of DESCRIPTORS, or "auto": "nodes" for a CPPN,
-    "brightness" for the direct encoding)."""
-    if name != "auto":
-        return name
-    return "nodes" if encoding == "cppn" else "brightness"
+    "brightness" for the direct encoding), refused if it does not describe
+    ``encoding``'s genomes."""
+    if name == "auto":
+        return "nodes" if encoding == "cppn" else "brightness"
+    _check_descriptor(name)
+    if DESCRIPTOR_ENCODINGS[name] != encoding:
+        raise InputError(
+            f"depth descriptor '{name}' describes {DESCRIPTOR_ENCODINGS[name]} "
+            f"genomes, not {encoding} ones (use "
+            f"{', '.join(k for k, v in DESCRIPTOR_ENCODINGS.items() if v == encoding)}"
+            f" or auto)"
+        )
+    return name
 
 
 class DepthState(NamedTuple):
@@ -573,15 +598,20 @@ class DepthMutation(ForwardOnly):
     sees_all: ClassVar[bool] = True  # ``tell`` takes the whole generation
 
     def __post_init__(self):
-        if self.descriptor not in DESCRIPTORS:
-            raise InputError(
-                f"unknown depth descriptor '{self.descriptor}' "
-                f"(known: {', '.join(DESCRIPTORS)})"
-            )
+        _check_descriptor(self.descriptor)
 
     def init_state(self, genome, num_classes: int) -> DepthState:
         """An empty second archive for genomes shaped like ``genome``."""
-        d = DESCRIPTORS[self.descriptor][1](genome)
+        bin_of, bins = DESCRIPTORS[self.descriptor]
+        try:
+            d = bins(genome)
+            jax.eval_shape(bin_of, genome)
+        except (AttributeError, TypeError):
+            raise InputError(
+                f"depth descriptor '{self.descriptor}' describes "
+                f"{DESCRIPTOR_ENCODINGS[self.descriptor]} genomes, not a "
+                f"{type(genome).__name__}"
+            ) from None
         return DepthState(
             jax.tree_util.tree_map(
                 lambda a: jnp.zeros((num_classes, d, *a.shape), a.dtype), genome
@@ -618,7 +648,7 @@ class GradientDepth(Gradient):
 
     def __post_init__(self):
         super().__post_init__()
-        DepthMutation(1, self.descriptor)  # checks the descriptor
+        _check_descriptor(self.descriptor)
 
     def init_state(self, genome, num_classes: int) -> DepthState:
         return DepthMutation(1, self.descriptor).init_state(genome, num_classes)

@@ -113,7 +113,8 @@ class FoolingConfig:
         "ascends from any elite, gradient_mut:N from a mutated copy of the "
         "needy class's elite; tune:N perturbs only the continuous genes of "
         "needy elites finely (--tune_eta); mutation_depth:N mutates parents "
-        "from a second class x --depth_descriptor archive.",
+        "from a second class x --depth_descriptor archive, gradient_depth:N "
+        "ascends from such a parent mutated.",
     )
     gradient_steps: int = opt(
         3, "Gradient emitter: ascent steps on log p(class) per offspring."
@@ -147,7 +148,7 @@ class FoolingConfig:
     tune_rate: float = opt(0.1, "tune:N emitter: per-gene mutation probability.")
     depth_descriptor: str = opt(
         "auto",
-        "mutation_depth:N emitter: the second descriptor of its class x bin "
+        "mutation_depth/gradient_depth: the second descriptor of their class x bin "
         "archive: 'nodes', 'edges' or both ('structure') a CPPN uses, "
         "'brightness' (direct); "
         "'auto' = nodes (cppn) or brightness (direct).",
