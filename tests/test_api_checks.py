@@ -692,18 +692,33 @@ def test_micro_batch_sizes():
     assert me.make_layout(101, None, 50).eval_batch == 34  # was 1; now padded
 
 
-def test_multiples_score_bit_identically_to_the_unpadded_code():
+def test_multiples_score_bit_identically_to_the_unpadded_code(monkeypatch):
     enc = direct_encoding(SHAPE)
     lp_fn = me.log_probs_from(logits_fn=_logits_fn)
     genomes = jax.vmap(enc.init)(jax.random.split(jax.random.key(3), 12))
+
+    def score(eb):  # a fresh function each time: nothing traced is reused
+        fn = jax.jit(lambda p, g: me._score_local(lp_fn, p, enc, g, eb))
+        return np.asarray(fn(_params(), genomes))
+
+    old = {
+        eb: np.asarray(
+            jax.jit(lambda p, g, eb=eb: _score_local_unpadded(lp_fn, p, enc, g, eb))(
+                _params(), genomes
+            )
+        )
+        for eb in (1, 4, 6, 12)
+    }
+    # 12 micro-batches of 1 are past UNROLL_BATCHES: the lax.map, bit for bit
+    assert 12 > me.UNROLL_BATCHES
+    np.testing.assert_array_equal(score(1), old[1])
+    # 1-3 micro-batches: straight-line code; the same rows, up to XLA's fusion
     for eb in (4, 6, 12):
-        new = jax.jit(me._score_local, static_argnums=(0, 2, 4))(
-            lp_fn, _params(), enc, genomes, eb
-        )
-        old = jax.jit(_score_local_unpadded, static_argnums=(0, 2, 4))(
-            lp_fn, _params(), enc, genomes, eb
-        )
-        np.testing.assert_array_equal(np.asarray(new), np.asarray(old))
+        np.testing.assert_allclose(score(eb), old[eb], rtol=1e-6, atol=1e-6)
+    # with unrolling off, every layout is the lax.map, bit for bit
+    monkeypatch.setattr(me, "UNROLL_BATCHES", 0)
+    for eb in (4, 6, 12):
+        np.testing.assert_array_equal(score(eb), old[eb])
 
 
 def test_non_multiple_population_is_padded_and_every_offspring_scored():
