@@ -400,6 +400,16 @@ def test_runs_layer_resumes_a_cmame_run_bit_for_bit(tmp_path):
         em.CMAME(8, restart_from="best")
 
 
+def _grey_archive(levels, probs):
+    """A main archive of K flat direct genomes of grey ``levels`` whose log p
+    of their own class is log ``probs``."""
+    return me.Archive(
+        genomes=jnp.broadcast_to(jnp.asarray(levels)[:, None, None, None], (K, *SHAPE)),
+        fitness=jnp.log(jnp.asarray(probs)),
+        found_at=jnp.zeros((K,), jnp.int32),
+    )
+
+
 def test_depth_tell_keeps_the_best_genome_per_class_and_bin():
     """``DepthMutation.tell``: every (class, brightness bin) cell holds the
     best of the generation's offspring in that bin, and the main archive's
@@ -424,14 +434,7 @@ def test_depth_tell_keeps_the_best_genome_per_class_and_bin():
         )
     )
     # the main archive: class 3's elite, mid grey (bin 8), p 0.9
-    elites = jnp.broadcast_to(
-        jnp.array([0.0, 0.0, 0.0, 130.0])[:, None, None, None], (K, *SHAPE)
-    )
-    archive = me.Archive(
-        genomes=elites,
-        fitness=jnp.log(jnp.array([0.01, 0.01, 0.01, 0.9])),
-        found_at=jnp.zeros((K,), jnp.int32),
-    )
+    archive = _grey_archive([0.0, 0.0, 0.0, 130.0], [0.01, 0.01, 0.01, 0.9])
     new = e.tell(state, offspring, lp, archive)
     f = np.exp(np.asarray(new.fitness))
     np.testing.assert_allclose(f[:, 0], [0.6, 0.3, 0.2, 0.2], rtol=1e-6)
@@ -454,14 +457,8 @@ def test_depth_emits_mutants_of_its_own_rows_and_falls_back_to_the_elite():
     holds genomes, every parent comes from an occupied bin of it."""
     enc = direct_encoding()
     e = em.DepthMutation(64, descriptor="brightness")
-    elites = jnp.broadcast_to(
-        jnp.array([10.0, 60.0, 120.0, 200.0])[:, None, None, None], (K, *SHAPE)
-    )
-    archive = me.Archive(
-        genomes=elites,
-        fitness=jnp.log(jnp.array([0.999, 0.999, 0.5, 0.999])),
-        found_at=jnp.zeros((K,), jnp.int32),
-    )
+    archive = _grey_archive([10.0, 60.0, 120.0, 200.0], [0.999, 0.999, 0.5, 0.999])
+    elites = archive.genomes
     ctx = em.Context(enc, None, None, 8, jnp.asarray(1))
     state = e.init_state(elites[0], K)
     out, asked = e.emit(jax.random.key(0), archive, ctx, state)
@@ -510,7 +507,17 @@ def test_depth_mix_climbs_and_resumes_through_the_runs_layer(tmp_path):
             em.GradientDepth(4, steps=2, descriptor="brightness"),
         )
     )
-    for depth0 in state.emitter_states[1:]:
+    # one second archive for both: gradient_depth uses mutation_depth's
+    assert em.state_owners(mix) == (0, 1, 1)
+    assert state.emitter_states[2] is None
+    # over another descriptor, each keeps its own
+    other = (
+        em.Mutation(8),
+        em.DepthMutation(4),
+        em.GradientDepth(4, descriptor="edges"),
+    )
+    assert em.state_owners(other) == (0, 1, 2)
+    for depth0 in state.emitter_states[1:2]:
         assert not np.any(np.isfinite(np.asarray(depth0.fitness)))
     f0 = np.asarray(state.archive.fitness)
     a, _ = run(state, params, 3)
@@ -519,7 +526,8 @@ def test_depth_mix_climbs_and_resumes_through_the_runs_layer(tmp_path):
     assert c.count == 0, c.names
     f1 = np.asarray(a.archive.fitness)
     assert np.all(f1 >= f0) and np.any(f1 > f0)
-    for depth in a.emitter_states[1:]:
+    assert a.emitter_states[2] is None
+    for depth in a.emitter_states[1:2]:
         d = np.asarray(depth.fitness)
         # every class's row holds at least its elite, never better than it
         best = d.max(axis=1)

@@ -600,6 +600,11 @@ class DepthMutation(ForwardOnly):
     def __post_init__(self):
         _check_descriptor(self.descriptor)
 
+    @property
+    def state_key(self):
+        """Emitters of a mix with equal keys share one state (``init_states``)."""
+        return ("depth", self.descriptor)
+
     def init_state(self, genome, num_classes: int) -> DepthState:
         """An empty second archive for genomes shaped like ``genome``."""
         bin_of, bins = DESCRIPTORS[self.descriptor]
@@ -649,6 +654,8 @@ class GradientDepth(Gradient):
     def __post_init__(self):
         super().__post_init__()
         _check_descriptor(self.descriptor)
+
+    state_key = DepthMutation.state_key
 
     def init_state(self, genome, num_classes: int) -> DepthState:
         return DepthMutation(1, self.descriptor).init_state(genome, num_classes)
@@ -988,13 +995,28 @@ def is_stateful(emitters) -> bool:
     return emitters is not None and any(hasattr(e, "tell") for e in emitters)
 
 
-def init_states(emitters, genome, num_classes: int) -> tuple:
-    """Each emitter's initial state (``None`` for a stateless one) for genomes
-    shaped like ``genome`` (one genome, no batch axis) and an archive of
-    ``num_classes`` cells."""
+def state_owners(emitters) -> tuple:
+    """For each emitter, the index of the emitter whose state it uses: its
+    own, or the first one of the mix with an equal ``state_key`` (so
+    ``mutation_depth`` and ``gradient_depth`` over one descriptor keep one
+    second archive, told once a generation)."""
+    first = {}
     return tuple(
-        e.init_state(genome, num_classes) if hasattr(e, "tell") else None
-        for e in emitters
+        first.setdefault(getattr(e, "state_key", ("own", i)), i)
+        for i, e in enumerate(emitters)
+    )
+
+
+def init_states(emitters, genome, num_classes: int) -> tuple:
+    """Each emitter's initial state (``None`` for a stateless one, and for one
+    that uses another's: ``state_owners``) for genomes shaped like ``genome``
+    (one genome, no batch axis) and an archive of ``num_classes`` cells."""
+    owners = state_owners(emitters)
+    return tuple(
+        e.init_state(genome, num_classes)
+        if hasattr(e, "tell") and owners[i] == i
+        else None
+        for i, e in enumerate(emitters)
     )
 
 
@@ -1003,16 +1025,18 @@ def emit_all(emitters, key, archive, ctx: Context, states=()):
     ``fold_in(key, i)``; ``states``: ``init_states``'s tuple for a stateful mix.
     Returns (offspring leaves ``[P, ...]``, extra genomes ``[M, ...]`` or None,
     extra log-probs ``[M, K]`` or None, the stateful emitters' asks: a tuple
-    for ``tell_all``, ``None`` entries for stateless emitters)."""
+    for ``tell_all``, ``None`` entries for stateless emitters and those
+    that use another's state)."""
     outs, asked = [], []
+    owners = state_owners(emitters)
     for i, e in enumerate(emitters):
         k = key if i == 0 else jax.random.fold_in(key, i)
         if hasattr(e, "tell"):
-            out, a = e.emit(k, archive, ctx, states[i])
+            out, a = e.emit(k, archive, ctx, states[owners[i]])
         else:
             out, a = e.emit(k, archive, ctx), None
         outs.append(out)
-        asked.append(a)
+        asked.append(a if owners[i] == i else None)
     cat = lambda *xs: jnp.concatenate(xs)  # noqa: E731
     offspring = jax.tree_util.tree_map(cat, *[o.offspring for o in outs])
     extras = [o for o in outs if o.extra is not None]
@@ -1028,8 +1052,11 @@ def tell_all(emitters, asked, lp, archive_before, offspring=None) -> tuple:
     the generation started from; an emitter with ``sees_all`` gets the whole
     generation (``offspring``, leaves ``[P, ...]``, and ``lp``)."""
     out, start = [], 0
-    for e, a in zip(emitters, asked, strict=True):
-        if getattr(e, "sees_all", False):
+    owners = state_owners(emitters)
+    for i, (e, a) in enumerate(zip(emitters, asked, strict=True)):
+        if owners[i] != i:  # told through the state's owner
+            out.append(None)
+        elif getattr(e, "sees_all", False):
             out.append(e.tell(a, offspring, lp, archive_before))
         elif hasattr(e, "tell"):
             out.append(e.tell(a, lp[start : start + e.count], archive_before))

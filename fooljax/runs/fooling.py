@@ -241,7 +241,9 @@ class FoolingConfig:
                 "eta": float(self.tune_eta),
                 "rate": float(self.tune_rate),
             },
-            depth_options={"descriptor": em.depth_descriptor(self.depth_descriptor, self.encoding)},
+            depth_options={
+                "descriptor": em.depth_descriptor(self.depth_descriptor, self.encoding)
+            },
             cmame_options={
                 "instances": int(self.cmame_instances),
                 "sigma": float(self.cmame_sigma),
